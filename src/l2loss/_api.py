@@ -1,0 +1,279 @@
+"""The public functions: argument handling around ``_evaluate``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat as compat
+
+from ._evaluate import evaluate
+from ._namespace import Backend, backend_of
+from ._validate import Dtypes, check_axis, check_devices, check_mask, check_shape, dtypes_of
+
+__all__ = ["l2_loss", "l2_loss_grad", "l2_loss_jvp", "l2_loss_vjp"]
+
+Array = Any
+Pullback = Callable[[Array], tuple[Array, Array]]
+
+
+class _Call:
+    """One validated call: namespace, dtypes, reduced axes, the arrays."""
+
+    __slots__ = ("axes", "backend", "batch", "dt", "mask", "xp", "y", "y_ref", "zero")
+
+    def __init__(
+        self,
+        y: Array,
+        y_ref: Array,
+        tangents: tuple[tuple[str, Array], ...],
+        axis: Any,
+        where: Array,
+        batched: bool,
+    ) -> None:
+        given = (("y", y), ("y_ref", y_ref), *((n, t) for n, t in tangents if t is not None))
+        if where is not None:
+            given = (*given, ("where", where))
+        names = tuple(n for n, _ in given)
+        arrays = tuple(a for _, a in given)
+        backend: Backend = backend_of(names, arrays)
+        shape = tuple(y.shape)
+        check_shape("y_ref", y_ref, shape, "y")
+        batch: tuple[int, ...] = ()
+        for name, t in tangents:
+            if t is None:
+                continue
+            if not batched:
+                check_shape(name, t, shape, "y")
+                continue
+            if t.ndim != len(shape) + 1 or tuple(t.shape[1:]) != shape:
+                raise ValueError(
+                    f"with batched=True, {name} must have shape (K, *y.shape) = (K, *{shape}), "
+                    f"got shape {tuple(t.shape)} and dtype {t.dtype}; stack the K tangent "
+                    "directions along a new leading axis"
+                )
+            if batch and t.shape[0] != batch[0]:
+                raise ValueError(
+                    f"y_dot and y_ref_dot must carry the same number of directions K, "
+                    f"got shapes {tuple(tangents[0][1].shape)} and {tuple(t.shape)}"
+                )
+            batch = (t.shape[0],)
+        if where is not None:
+            check_mask(backend, where, shape)
+        arrays_no_mask = arrays[:-1] if where is not None else arrays
+        self.dt: Dtypes = dtypes_of(backend, names[: len(arrays_no_mask)], arrays_no_mask)
+        if backend.check_devices:
+            check_devices(names, arrays)
+        self.axes = check_axis(axis, len(shape))
+        self.backend = backend
+        self.xp = backend.xp
+        self.y, self.y_ref, self.mask, self.batch = y, y_ref, where, batch
+        self.zero = (
+            None
+            if where is None
+            else self.xp.zeros((), dtype=self.dt.work, device=compat.device(y))
+        )
+
+    def loss(self, sq: Array, dtype: Any) -> Array:
+        """``L = sq / 2`` in ``dtype``: the real dtype of ``y`` and ``y_ref``."""
+        L = sq * 0.5
+        return L if L.dtype == dtype else self.xp.astype(L, dtype)
+
+
+def _out_dtype(c: _Call) -> Any:
+    """Real dtype of the loss: that of ``y`` and ``y_ref`` alone."""
+    if c.y.dtype == c.y_ref.dtype:
+        arrays: tuple[Array, ...] = (c.y,)
+    else:
+        arrays = (c.y, c.y_ref)
+    return dtypes_of(c.backend, ("y", "y_ref")[: len(arrays)], arrays).out
+
+
+def l2_loss(y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None) -> Array:
+    r"""The squared L2 loss :math:`L = \tfrac12 \lVert y - y_{ref} \rVert_2^2`.
+
+    Parameters
+    ----------
+    y, y_ref
+        Arrays of one shape and one array library, real or complex floating.
+        Complex inputs give the real loss :math:`\tfrac12 \sum |y - y_{ref}|^2`.
+    axis
+        Axes to reduce, as in ``sum(axis=...)``: None reduces over all of them;
+        an int or tuple keeps the others as a batch of per-sample losses.
+    where
+        Optional boolean array of ``y``'s shape; entries where it is False take
+        no part in the loss, even when they hold NaN or inf.
+
+    Returns
+    -------
+    L
+        Array of the input library and device, of shape ``y.shape`` without
+        ``axis``, of the real floating dtype that ``y`` and ``y_ref`` promote to
+        (half precision is accumulated in float32 and returned as given).
+
+    Raises
+    ------
+    TypeError
+        For non-arrays, mixed array libraries, non-floating dtypes or a
+        non-boolean ``where``.
+    ValueError
+        For mismatched shapes or devices and an invalid ``axis``.
+    """
+    c = _Call(y, y_ref, (), axis, where, False)
+    sq, _ = evaluate(c.backend, c.dt, y, y_ref, None, None, where, c.zero, c.axes, False)
+    return c.loss(sq, c.dt.out)
+
+
+def l2_loss_jvp(
+    y: Array,
+    y_ref: Array,
+    y_dot: Array,
+    y_ref_dot: Array = None,
+    /,
+    *,
+    axis: Any = None,
+    where: Array = None,
+    batched: bool = False,
+) -> tuple[Array, Array]:
+    r"""The loss and its pushforward (forward-mode derivative, JVP).
+
+    .. math::
+
+        L = \tfrac12 \lVert y - y_{ref} \rVert_2^2, \qquad
+        \dot L = (y - y_{ref})^T (\dot y - \dot y_{ref})
+               = \operatorname{Re} \sum \overline{(y - y_{ref})} (\dot y - \dot y_{ref}).
+
+    ``y_ref_dot=None`` is a structural zero, the usual case of a fixed
+    reference: it is never read and costs nothing, so :math:`\dot L = d^T \dot y`
+    with one pass over three arrays. ``y_dot=None`` is a structural zero too.
+
+    Parameters
+    ----------
+    y, y_ref
+        Primal arrays, as for :func:`l2_loss`.
+    y_dot, y_ref_dot
+        Tangents of ``y`` and ``y_ref``, of their shape; None is zero.
+        With ``batched=True`` each carries one extra leading axis of K
+        directions.
+    axis, where
+        As for :func:`l2_loss`; ``where`` masks the tangents too.
+    batched
+        Whether the tangents carry a leading axis of K directions: ``L_dot``
+        then has shape ``(K, *L.shape)``, computed in one pass over the data.
+
+    Returns
+    -------
+    L, L_dot
+        The loss, and its derivative along the tangents (real, of the dtype all
+        inputs promote to; zeros when both tangents are None).
+    """
+    c = _Call(y, y_ref, (("y_dot", y_dot), ("y_ref_dot", y_ref_dot)), axis, where, batched)
+    if batched and not c.batch:
+        raise ValueError(
+            "batched=True needs at least one tangent array to take the number of "
+            "directions K from; got y_dot=None and y_ref_dot=None"
+        )
+    tangent = y_dot is not None or y_ref_dot is not None
+    sq, ip = evaluate(c.backend, c.dt, y, y_ref, y_dot, y_ref_dot, where, c.zero, c.axes, tangent)
+    out = _out_dtype(c)
+    L = c.loss(sq, out)
+    if ip is None:
+        xp = c.xp
+        return L, xp.zeros((*c.batch, *L.shape), dtype=c.dt.out, device=compat.device(y))
+    return L, ip if ip.dtype == c.dt.out else c.xp.astype(ip, c.dt.out)
+
+
+def l2_loss_vjp(
+    y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None
+) -> tuple[Array, Pullback]:
+    r"""The loss and its pullback (reverse-mode derivative, VJP).
+
+    .. math::
+
+        \bar y = \bar L \, (y - y_{ref}), \qquad \bar y_{ref} = -\bar L \, (y - y_{ref}),
+
+    with :math:`\bar L` broadcast over the reduced axes, and both cotangents
+    exactly 0 where ``where`` is False. For complex inputs the cotangents are
+    those of the real inner product :math:`\langle a, b\rangle = \operatorname{Re}\sum
+    \bar a b`, so that :math:`\dot L \bar L = \langle \bar y, \dot y\rangle +
+    \langle \bar y_{ref}, \dot y_{ref}\rangle` (PyTorch's convention; JAX's
+    ``grad`` returns the conjugate).
+
+    Returns
+    -------
+    L, pullback
+        The loss, as :func:`l2_loss` computes it, and ``pullback(L_bar) ->
+        (y_bar, y_ref_bar)``, where ``L_bar`` is a real array of ``L``'s shape
+        (or a Python number). The pullback holds references to ``y`` and
+        ``y_ref``, not an N-sized residual; ``y_bar`` has ``y``'s dtype and
+        ``y_ref_bar`` has ``y_ref``'s.
+    """
+    c = _Call(y, y_ref, (), axis, where, False)
+    sq, _ = evaluate(c.backend, c.dt, y, y_ref, None, None, where, c.zero, c.axes, False)
+    L = c.loss(sq, c.dt.out)
+    return L, _pullback(c, tuple(L.shape))
+
+
+def l2_loss_grad(
+    y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None
+) -> tuple[Array, Array]:
+    r"""The loss and its gradient with respect to ``y``: ``(L, y - y_ref)``.
+
+    The pullback of :func:`l2_loss_vjp` at :math:`\bar L = 1`, the common case
+    of gradient descent: :math:`\nabla_y L = y - y_{ref}` (0 where ``where`` is
+    False). With ``axis``, it is the gradient of the sum of the per-sample
+    losses. The gradient with respect to ``y_ref`` is its negative.
+    """
+    L, pullback = l2_loss_vjp(y, y_ref, axis=axis, where=where)
+    y_bar, _ = pullback(1.0)
+    return L, y_bar
+
+
+def _pullback(c: _Call, shape: tuple[int, ...]) -> Pullback:
+    xp, dt, y, y_ref, mask = c.xp, c.dt, c.y, c.y_ref, c.mask
+    # L_bar broadcasts over the reduced axes: give it size-1 axes there.
+    ndim = y.ndim
+    expanded = list(y.shape)
+    for ax in c.axes:
+        expanded[ndim + ax] = 1
+    device = compat.device(y)
+
+    def pullback(L_bar: Array) -> tuple[Array, Array]:
+        r"""``(y_bar, y_ref_bar) = (L_bar d, -L_bar d)`` with ``d = y - y_ref``."""
+        if isinstance(L_bar, (int, float)) and not isinstance(L_bar, bool):
+            L_bar = xp.full(shape, float(L_bar), dtype=dt.real_work, device=device)
+        else:
+            _check_cotangent(c, L_bar, shape)
+        d = y - y_ref if not dt.widen else xp.astype(y, dt.work) - xp.astype(y_ref, dt.work)
+        # In place: d is ours, and this saves an N-sized temporary on eager
+        # backends (immutable ones rebind instead).
+        d *= xp.reshape(xp.astype(L_bar, dt.real_work), tuple(expanded))
+        if mask is not None:
+            d = xp.where(mask, d, c.zero)
+        return _as_dtype(c, d, y.dtype), _as_dtype(c, -d, y_ref.dtype)
+
+    return pullback
+
+
+def _as_dtype(c: _Call, a: Array, dtype: Any) -> Array:
+    """The cotangent ``a`` in its primal's dtype; a real primal takes the real part
+    (the real inner product's cotangent of a real input)."""
+    if a.dtype == dtype:
+        return a
+    if c.dt.complex and not c.xp.isdtype(dtype, "complex floating"):
+        a = c.xp.real(a)
+    return c.xp.astype(a, dtype)
+
+
+def _check_cotangent(c: _Call, L_bar: Array, shape: tuple[int, ...]) -> None:
+    backend_of(("y", "L_bar"), (c.y, L_bar))
+    if not c.xp.isdtype(L_bar.dtype, "real floating"):
+        raise TypeError(
+            f"L_bar must be a real floating array (the loss is real), got shape "
+            f"{tuple(L_bar.shape)} and dtype {L_bar.dtype}; pass a real array of L's shape"
+        )
+    if tuple(L_bar.shape) != shape:
+        raise ValueError(
+            f"L_bar must have the shape of L, {shape}, got shape {tuple(L_bar.shape)} "
+            f"and dtype {L_bar.dtype}"
+        )

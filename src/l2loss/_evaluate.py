@@ -1,0 +1,193 @@
+"""Evaluation strategies: how the sums of ``_rule`` are laid over the data.
+
+Lazy backends (JAX, Dask, unknown libraries) get the plain expression over the
+whole arrays; their compilers and schedulers fuse and chunk it.
+
+Eager backends (NumPy, PyTorch, CuPy) would write and re-read N-sized
+temporaries with the plain expression (``d = y - y_ref`` alone is N items),
+which costs about three quarters of the memory bandwidth. There the inputs are
+viewed as ``(M, R)`` (kept axes x reduced axes, reduced axes trailing) and cut
+into tiles of ``Backend.tile`` items; each tile is read once, its residual
+lives in cache, and per-tile sums are combined in a final small reduction.
+A full reduction (M = 1) is additionally viewed as rows of ``_ROW`` items, so
+each tile is a batch of short BLAS dots (single-threaded in BLAS, cheap to
+spread over Python worker threads, and a pairwise-like combination of short
+partial sums that keeps float32 accurate).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+from ._namespace import Backend
+from ._rule import sums
+from ._validate import Dtypes
+
+__all__ = ["evaluate"]
+
+# Row length of the blocked full reduction: below OpenBLAS's threshold for
+# threading a dot (10_000), so worker threads do not oversubscribe the cores.
+_ROW = 8192
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="l2loss")
+        return _POOL
+
+
+class _Operands(NamedTuple):
+    """The arrays one tile is computed from (None: structural zero / no mask)."""
+
+    y: Any
+    y_ref: Any
+    y_dot: Any
+    y_ref_dot: Any
+    mask: Any
+
+    def map(self, f: Callable[[Any], Any]) -> _Operands:
+        return _Operands(*(None if a is None else f(a) for a in self))
+
+
+def _sums(backend: Backend, dt: Dtypes, o: _Operands, zero: Any, tangent: bool) -> tuple[Any, Any]:
+    """``_rule.sums`` over the last axis of one tile."""
+    return sums(backend.xp, dt, *o, zero, (-1,), True, tangent)
+
+
+def evaluate(
+    backend: Backend,
+    dt: Dtypes,
+    y: Any,
+    y_ref: Any,
+    y_dot: Any,
+    y_ref_dot: Any,
+    mask: Any,
+    zero: Any,
+    axes: tuple[int, ...],
+    tangent: bool,
+) -> tuple[Any, Any]:
+    """Return ``(sq, ip)`` over ``axes`` (see ``_rule.sums``).
+
+    Both have the shape of ``y`` without ``axes``; ``ip`` gains the leading
+    batch axis of the tangents when they carry one.
+    """
+    xp = backend.xp
+    ndim = y.ndim
+    trailing = axes == tuple(range(-len(axes), 0))
+    if not backend.eager or not trailing or ndim == 0:
+        return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
+
+    kept = tuple(y.shape[: ndim - len(axes)])
+    m = math.prod(kept)
+    r = math.prod(y.shape[ndim - len(axes) :])
+    tangents = (y_dot, y_ref_dot)
+    batch = next((t.shape[:1] for t in tangents if t is not None and t.ndim > ndim), ())
+    args = _Operands(
+        xp.reshape(y, (m, r)),
+        xp.reshape(y_ref, (m, r)),
+        _view(xp, y_dot, (*batch, m, r)),
+        _view(xp, y_ref_dot, (*batch, m, r)),
+        _view(xp, mask, (m, r)),
+    )
+    if m * r <= backend.tile:
+        sq, ip = _sums(backend, dt, args, zero, tangent)
+    elif m == 1:
+        sq, ip = _full_reduction(backend, dt, args, zero, tangent)
+    else:
+        sq, ip = _row_tiles(backend, dt, args, zero, tangent, r)
+    sq = xp.reshape(sq, kept)
+    ip = None if ip is None else xp.reshape(ip, (*batch, *kept))
+    return sq, ip
+
+
+def _view(xp: Any, a: Any, shape: tuple[int, ...]) -> Any:
+    return None if a is None else xp.reshape(a, shape)
+
+
+def _cut(o: _Operands, rows: slice, cols: slice) -> _Operands:
+    return o.map(lambda a: a[..., rows, cols])
+
+
+def _row_tiles(
+    backend: Backend, dt: Dtypes, args: _Operands, zero: Any, tangent: bool, r: int
+) -> tuple[Any, Any]:
+    """Per-sample sums: tiles of whole rows, or each long row on its own."""
+    xp = backend.xp
+    m = args[0].shape[-2]
+    if r > backend.tile:
+        parts = [
+            _full_reduction(backend, dt, _cut(args, slice(i, i + 1), slice(None)), zero, tangent)
+            for i in range(m)
+        ]
+    else:
+        step = max(1, backend.tile // max(r, 1))
+        parts = [
+            _sums(backend, dt, _cut(args, slice(i, i + step), slice(None)), zero, tangent)
+            for i in range(0, m, step)
+        ]
+    sq = xp.concat([p[0] for p in parts], axis=-1)
+    ip = xp.concat([p[1] for p in parts], axis=-1) if tangent else None
+    return sq, ip
+
+
+def _full_reduction(
+    backend: Backend, dt: Dtypes, args: _Operands, zero: Any, tangent: bool
+) -> tuple[Any, Any]:
+    """Sums over the single row of ``(..., 1, n)`` views, tile by tile."""
+    xp = backend.xp
+    n = args[0].shape[-1]
+    body = n - n % _ROW
+    rows = body // _ROW
+    # (..., 1, n) -> (..., rows, _ROW): splitting the last axis is always a view.
+    grid = args.map(lambda a: xp.reshape(a[..., 0, :body], (*a.shape[:-2], rows, _ROW)))
+    step = max(1, backend.tile // _ROW)
+    spans = [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
+
+    def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
+        return [_sums(backend, dt, _cut(grid, s, slice(None)), zero, tangent) for s in chunk]
+
+    parts = _map(backend, run, spans)
+    if body < n:
+        parts.append(_sums(backend, dt, _cut(args, slice(None), slice(body, n)), zero, tangent))
+    return _total(xp, dt, [p[0] for p in parts]), (
+        _total(xp, dt, [p[1] for p in parts]) if tangent else None
+    )
+
+
+def _map(
+    backend: Backend,
+    run: Callable[[list[slice]], list[tuple[Any, Any]]],
+    spans: list[slice],
+) -> list[tuple[Any, Any]]:
+    """``run`` over contiguous groups of ``spans``, one group per worker thread."""
+    workers = min(backend.threads, len(spans))
+    if workers <= 1:
+        return run(spans)
+    size = -(-len(spans) // workers)
+    groups = [spans[i : i + size] for i in range(0, len(spans), size)]
+    futures = [_pool(backend.threads).submit(run, g) for g in groups[1:]]
+    # The calling thread takes the first group itself instead of idling.
+    out = run(groups[0])
+    for f in futures:
+        out.extend(f.result())
+    return out
+
+
+def _total(xp: Any, dt: Dtypes, parts: list[Any]) -> Any:
+    """Sum per-row partial sums (``(..., rows)`` each) into ``(..., 1)``.
+
+    The partials are few (n / _ROW); summing them in float64 makes the
+    float32 result as accurate as its rows.
+    """
+    p = xp.concat(parts, axis=-1)
+    wide = xp.float64 if dt.real_work == xp.float32 else dt.real_work
+    return xp.astype(xp.sum(p, axis=-1, keepdims=True, dtype=wide), dt.real_work)

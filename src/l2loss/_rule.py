@@ -1,0 +1,84 @@
+"""The mathematics, written once for every backend.
+
+With the residual ``d = y - y_ref`` (zeroed where the mask is False) and the
+reduced axes ``A``::
+
+    sq = sum_A |d|^2                              so  L     = sq / 2
+    ip = Re sum_A conj(d) (y_dot - y_ref_dot)     so  L_dot = ip
+
+Everything here is plain array API code on whatever block of the inputs it is
+given: the whole arrays on lazy backends, one tile at a time on eager ones
+(see ``_evaluate``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._validate import Dtypes
+
+__all__ = ["residual", "sums"]
+
+
+def _widen(xp: Any, dt: Dtypes, a: Any) -> Any:
+    return a if a.dtype == dt.work else xp.astype(a, dt.work)
+
+
+def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, mask: Any, zero: Any) -> Any:
+    """``d = y - y_ref`` in the working dtype, exactly 0 where ``mask`` is False."""
+    if dt.widen:
+        # Widen before subtracting: in float16, y - y_ref may already overflow.
+        y, y_ref = _widen(xp, dt, y), _widen(xp, dt, y_ref)
+    d = y - y_ref
+    # xp.where, not mask * d: a NaN under a False mask must not survive (0 * NaN is NaN).
+    return d if mask is None else xp.where(mask, d, zero)
+
+
+def _inner(xp: Any, dt: Dtypes, a: Any, b: Any, axes: tuple[int, ...], vecdot: bool) -> Any:
+    """``Re sum_axes conj(a) b``; ``b`` may carry extra leading (batch) axes."""
+    if vecdot:
+        # One fused, BLAS-backed pass over the last axis on eager backends.
+        r = xp.vecdot(a, b, axis=-1)
+    else:
+        r = xp.sum((xp.conj(a) if dt.complex else a) * b, axis=axes)
+    return xp.real(r) if dt.complex else r
+
+
+def sums(
+    xp: Any,
+    dt: Dtypes,
+    y: Any,
+    y_ref: Any,
+    y_dot: Any,
+    y_ref_dot: Any,
+    mask: Any,
+    zero: Any,
+    axes: tuple[int, ...],
+    vecdot: bool,
+    tangent: bool,
+) -> tuple[Any, Any]:
+    """Return ``(sq, ip)`` over ``axes`` (``ip`` is None unless ``tangent``).
+
+    A tangent given as None is a structural zero: it is never read and costs
+    nothing. With ``vecdot`` the reduced axis must be the single last axis.
+    """
+    d = residual(xp, dt, y, y_ref, mask, zero)
+    sq = _inner(xp, dt, d, d, axes, vecdot)
+    if not tangent:
+        return sq, None
+
+    def along(t: Any) -> Any:
+        if t is None:
+            return None
+        if dt.widen:
+            t = _widen(xp, dt, t)
+        if mask is not None:
+            t = xp.where(mask, t, zero)
+        return _inner(xp, dt, d, t, axes, vecdot)
+
+    # L_dot = <d, y_dot> - <d, y_ref_dot>: two dots of the residual, no
+    # temporary for y_dot - y_ref_dot.
+    ip_y, ip_ref = along(y_dot), along(y_ref_dot)
+    if ip_ref is None:
+        return sq, ip_y
+    return sq, -ip_ref if ip_y is None else ip_y - ip_ref
