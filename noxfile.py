@@ -79,3 +79,25 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on src/."""
     session.install("-e", ".", *_group("typecheck"))
     session.run("mypy")
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmark against peers and the read-bandwidth ceiling (``-- --quick``: < 1 min)."""
+    session.install("-e", ".", *_group("bench"))
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def docs(session: nox.Session) -> None:
+    """Build the HTML docs (warnings are errors) and run every code block in them."""
+    session.install("-e", ".", *_group("docs"))
+    session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
+    session.run("pytest", "tests/test_docs.py", "tests/test_examples.py", "-p", "no:cacheprovider")
+
+
+@nox.session(python=PYTHON, default=False)
+def scale(session: nox.Session) -> None:
+    """The large Dask run: about 3e8 float64 per input on a LocalCluster."""
+    session.install("-e", ".", *_group("scale"))
+    session.run("python", "examples/dask_scale.py", *session.posargs)
