@@ -1,6 +1,7 @@
 """Sessions: one per array backend, plus lint, typecheck, docs, bench and scale.
 
-``nox`` runs every CPU backend plus lint and typecheck; ``nox -s tests-cupy``
+``nox`` runs every CPU backend, lint, typecheck and docs (which also runs
+every example and every code block of the docs); ``nox -s tests-cupy``
 needs a CUDA device and skips cleanly without one.
 """
 
@@ -61,6 +62,8 @@ for _name, _deps in BACKENDS.items():
         _install_tests(session, *_deps, *ORACLES)
         session.run(
             "pytest",
+            "-m",
+            "not docs",
             *session.posargs,
             env={"L2LOSS_BACKEND": _name, "JAX_ENABLE_X64": "1"},
         )
@@ -88,12 +91,12 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/run.py", *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """Build the HTML docs (warnings are errors) and run every code block in them."""
     session.install("-e", ".", *_group("docs"))
     session.run("sphinx-build", "-W", "--keep-going", "-b", "html", "docs", "docs/_build/html")
-    session.run("pytest", "tests/test_docs.py", "tests/test_examples.py", "-p", "no:cacheprovider")
+    session.run("pytest", "-m", "docs", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
