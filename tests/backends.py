@@ -19,6 +19,8 @@ from typing import Any
 import array_api_compat as compat
 import numpy as np
 
+from l2loss.testing import to_numpy
+
 NAMES = ("numpy", "strict", "torch", "jax", "jax-jit", "dask", "cupy")
 _MODULE = {
     "numpy": "numpy",
@@ -77,7 +79,9 @@ class Backend:
         return self.xp.asarray(a)
 
     def dtype(self, name: str) -> Any:
-        return getattr(self.xp, name)
+        """The backend's dtype called ``name`` (Dask's namespace only lists the
+        standard ones; its arrays take NumPy dtypes)."""
+        return getattr(self.xp, name, None) or np.dtype(name)
 
     @contextlib.contextmanager
     def computing(self) -> Iterator[None]:
@@ -91,17 +95,9 @@ class Backend:
             yield
 
     def to_numpy(self, x: Any) -> np.ndarray[Any, Any]:
-        """Host copy of backend array ``x`` (computes Dask graphs)."""
-        if compat.is_dask_array(x):
-            with self.computing():
-                x = x.compute()
-        if compat.is_torch_array(x):
-            return np.asarray(x.detach().cpu().numpy())
-        if compat.is_cupy_array(x):
-            return np.asarray(x.get())
-        if self.name == "strict":
-            return np.asarray(self.xp.asarray(x, device=self.xp.Device()))
-        return np.asarray(x)
+        """Host copy of backend array ``x`` (computes Dask graphs; bfloat16 -> float32)."""
+        with self.computing():
+            return to_numpy(x)
 
     # -- calling the library the way users do ------------------------------
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -9,6 +9,7 @@ import array_api_compat as compat
 
 from ._evaluate import evaluate
 from ._namespace import Backend, backend_of
+from ._rule import residual
 from ._validate import Dtypes, check_axis, check_devices, check_mask, check_shape, dtypes_of
 
 __all__ = ["l2_loss", "l2_loss_grad", "l2_loss_jvp", "l2_loss_vjp"]
@@ -244,11 +245,13 @@ def _pullback(c: _Call, shape: tuple[int, ...]) -> Pullback:
             L_bar = xp.full(shape, float(L_bar), dtype=dt.real_work, device=device)
         else:
             _check_cotangent(c, L_bar, shape)
-        d = y - y_ref if not dt.widen else xp.astype(y, dt.work) - xp.astype(y_ref, dt.work)
+        d = residual(xp, dt, y, y_ref, mask, c.zero)
         # In place: d is ours, and this saves an N-sized temporary on eager
         # backends (immutable ones rebind instead).
         d *= xp.reshape(xp.astype(L_bar, dt.real_work), tuple(expanded))
         if mask is not None:
+            # An infinite L_bar times a masked 0 would be NaN: left-out entries
+            # get exactly 0 whatever L_bar is.
             d = xp.where(mask, d, c.zero)
         return _as_dtype(c, d, y.dtype), _as_dtype(c, -d, y_ref.dtype)
 

@@ -29,9 +29,12 @@ def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, mask: Any, zero: Any) -> A
     if dt.widen:
         # Widen before subtracting: in float16, y - y_ref may already overflow.
         y, y_ref = _widen(xp, dt, y), _widen(xp, dt, y_ref)
-    d = y - y_ref
-    # xp.where, not mask * d: a NaN under a False mask must not survive (0 * NaN is NaN).
-    return d if mask is None else xp.where(mask, d, zero)
+    if mask is not None:
+        # Mask the inputs, not their difference: inf - inf under a False entry
+        # would otherwise raise floating-point warnings. xp.where, never
+        # mask * y: 0 * NaN is NaN.
+        y, y_ref = xp.where(mask, y, zero), xp.where(mask, y_ref, zero)
+    return y - y_ref
 
 
 def _inner(xp: Any, dt: Dtypes, a: Any, b: Any, axes: tuple[int, ...], vecdot: bool) -> Any:

@@ -153,10 +153,12 @@ def check_axis(axis: Any, ndim: int) -> tuple[int, ...]:
     ValueError
         If ``axis`` is not None, an int or a tuple of distinct in-range ints.
     """
-    try:
+    # Only exact ints are cached: 1.0 == 1 == True hash alike but are not axes.
+    if axis is None or type(axis) is int:
         return _axes(axis, ndim)
-    except TypeError:  # unhashable, e.g. a list
-        raise ValueError(f"axis must be None, an int or a tuple of ints, got {axis!r}") from None
+    if type(axis) is tuple and all(type(a) is int for a in axis):
+        return _axes(axis, ndim)
+    return _axes.__wrapped__(axis, ndim)
 
 
 @lru_cache(maxsize=512)

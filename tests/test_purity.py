@@ -1,0 +1,112 @@
+"""Purity and laziness: inputs are never modified, read-only arrays work,
+results stay in the input's library and device, calls are thread-safe, and
+Dask graphs are built without computing anything."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+import reference as ref
+from backends import Backend, EarlyCompute
+from test_values import vjp_apply
+
+import l2loss
+from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
+
+
+@pytest.mark.parametrize("n", [10, 300_001])
+def test_inputs_are_not_modified(be: Backend, n: int) -> None:
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(n) for _ in range(4)]
+    keep = rng.random(n) > 0.5
+    Y, R, T, U, W = (be.asarray(a) for a in (*arrays, keep))
+    be.call(l2_loss_jvp, Y, R, T, U, where=W)
+    be.call(vjp_apply, Y, R, be.asarray(np.asarray(2.0)), where=W)
+    be.call(l2_loss_grad, Y, R)
+    for a, A in zip([*arrays, keep], [Y, R, T, U, W], strict=True):
+        np.testing.assert_array_equal(be.to_numpy(A), a)
+
+
+def test_read_only_numpy_arrays() -> None:
+    rng = np.random.default_rng(0)
+    for n in (10, 300_001):
+        y, r, t = (rng.standard_normal(n) for _ in range(3))
+        for a in (y, r, t):
+            a.flags.writeable = False
+        _L, Ld = l2_loss_jvp(y, r, t)
+        _, pullback = l2_loss_vjp(y, r)
+        y_bar, _ = pullback(np.asarray(1.0))
+        np.testing.assert_allclose(Ld, ref.loss_dot(y, r, t, None), rtol=1e-12)
+        assert y_bar.flags.writeable  # the cotangent is a fresh array
+
+
+def test_results_are_arrays_of_the_input_library(be: Backend) -> None:
+    y = be.asarray(np.arange(6.0).reshape(2, 3))
+    r = be.asarray(np.ones((2, 3)))
+    for axis in (None, 1):
+        L, Ld = be.call(l2_loss_jvp, y, r, y, axis=axis)
+        be.check_array(L, y)
+        be.check_array(Ld, y)
+        L, yb, rb = be.call(
+            vjp_apply, y, r, be.asarray(np.ones(() if axis is None else (2,))), axis=axis
+        )
+        for a in (L, yb, rb):
+            be.check_array(a, y)
+
+
+def test_dask_stays_lazy_and_keeps_chunks(be: Backend) -> None:
+    if be.name != "dask":
+        pytest.skip("Dask only")
+    import dask.array as da
+
+    y = da.from_array(np.arange(40.0).reshape(4, 10), chunks=(2, 5))
+    r = da.ones((4, 10), chunks=(2, 5))
+    # The test backend's scheduler refuses to compute outside be.computing().
+    with pytest.raises(EarlyCompute):
+        y.sum().compute()
+    L, Ld = l2_loss_jvp(y, r, y, axis=1, where=y > 3)
+    _, pullback = l2_loss_vjp(y, r, where=y > 3)
+    y_bar, y_ref_bar = pullback(1.0)
+    assert all(isinstance(a, da.Array) for a in (L, Ld, y_bar, y_ref_bar))
+    assert y_bar.chunks == y.chunks
+    assert y_ref_bar.chunks == r.chunks
+    np.testing.assert_allclose(
+        be.to_numpy(L), ref.loss(be.to_numpy(y), np.ones((4, 10)), 1, be.to_numpy(y) > 3)
+    )
+
+
+def test_thread_safety(be: Backend) -> None:
+    """Concurrent calls (sharing the namespace cache and worker pool) give the
+    same results as sequential ones."""
+    rng = np.random.default_rng(2)
+    problems = [
+        tuple(be.asarray(rng.standard_normal(n)) for _ in range(3)) for n in (5, 9000, 200_000) * 4
+    ]
+
+    def run(p: tuple[Any, ...]) -> tuple[Any, ...]:
+        with be.computing():
+            return tuple(be.to_numpy(a) for a in be.call(l2_loss_jvp, *p))
+
+    sequential = [run(p) for p in problems]
+    with ThreadPoolExecutor(4) as pool:
+        concurrent = list(pool.map(run, problems))
+    for s, c in zip(sequential, concurrent, strict=True):
+        np.testing.assert_array_equal(s[0], c[0])
+        np.testing.assert_array_equal(s[1], c[1])
+
+
+def test_public_api() -> None:
+    assert set(l2loss.__all__) == {
+        "__version__",
+        "l2_loss",
+        "l2_loss_grad",
+        "l2_loss_jvp",
+        "l2_loss_vjp",
+    }
+    for name in l2loss.__all__[1:]:
+        doc = getattr(l2loss, name).__doc__
+        assert (doc and "math::" in doc) or ":math:" in doc, f"{name} docstring lacks its formula"
+    assert l2_loss.__module__.startswith("l2loss")

@@ -1,0 +1,169 @@
+"""Values of L, L_dot and the cotangents against an independent NumPy reference,
+on every backend, for hypothesis-drawn shapes, axes, dtypes and values."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import reference as ref
+from backends import Backend
+from hypothesis import given
+from hypothesis import strategies as st
+from strategies import FLOATING, axes, eps, shapes, values
+
+from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
+
+
+def close(be: Backend, got: Any, want: Any, scale: Any, dtype: str, like: Any) -> None:
+    """``got`` (a backend array) equals ``want`` within the rounding error of a
+    summation of terms whose magnitudes add up to ``scale``."""
+    be.check_array(got, like)
+    g = be.to_numpy(got)
+    want = np.asarray(want)
+    assert g.shape == want.shape
+    # Relative rounding of the sum, plus underflow of products below the
+    # dtype's smallest normal number (at most one such loss per term).
+    tiny = float(np.finfo(np.dtype(dtype)).tiny)
+    tol = 16 * eps(dtype) * np.asarray(scale) + 256 * tiny
+    np.testing.assert_array_less(np.abs(ref.wide(g) - want), tol)
+
+
+def vjp_apply(y: Any, y_ref: Any, L_bar: Any, **kw: Any) -> tuple[Any, Any, Any]:
+    L, pullback = l2_loss_vjp(y, y_ref, **kw)
+    return (L, *pullback(L_bar))
+
+
+@given(data=st.data())
+def test_loss_and_jvp_match_reference(be: Backend, data: st.DataObject) -> None:
+    dtype = data.draw(st.sampled_from(FLOATING))
+    shape = data.draw(shapes())
+    axis = data.draw(axes(len(shape)))
+    y, r, t, u = (data.draw(values(shape, dtype)) for _ in range(4))
+    full = data.draw(st.booleans())
+    Y, R, T, U = (be.asarray(a) for a in (y, r, t, u))
+
+    L = be.call(l2_loss, Y, R, axis=axis)
+    close(be, L, ref.loss(y, r, axis), ref.magnitude(y, r, None, axis, None), dtype, Y)
+    L2, Ld = be.call(l2_loss_jvp, Y, R, T, U if full else None, axis=axis)
+    close(be, L2, ref.loss(y, r, axis), ref.magnitude(y, r, None, axis, None), dtype, Y)
+    scale = ref.magnitude(y, r, t, axis, None) + (ref.magnitude(y, r, u, axis, None) if full else 0)
+    close(be, Ld, ref.loss_dot(y, r, t, u if full else None, axis), scale, dtype, Y)
+
+    real = "float32" if dtype in ("float32", "complex64") else "float64"
+    assert be.to_numpy(L).dtype == np.dtype(real)
+    assert be.to_numpy(Ld).dtype == np.dtype(real)
+
+
+@given(data=st.data())
+def test_pullback_matches_reference(be: Backend, data: st.DataObject) -> None:
+    dtype = data.draw(st.sampled_from(FLOATING))
+    shape = data.draw(shapes())
+    axis = data.draw(axes(len(shape)))
+    y, r = (data.draw(values(shape, dtype)) for _ in range(2))
+    L_shape = ref.loss(y, r, axis).shape
+    real = "float32" if dtype in ("float32", "complex64") else "float64"
+    c = data.draw(values(L_shape, real))
+    Y, R, C = be.asarray(y), be.asarray(r), be.asarray(c)
+
+    L, y_bar, y_ref_bar = be.call(vjp_apply, Y, R, C, axis=axis)
+    close(be, L, ref.loss(y, r, axis), ref.magnitude(y, r, None, axis, None), dtype, Y)
+    expand = np.expand_dims(c.astype(np.float64), ref.reduce_axes(y.ndim, axis))
+    want = expand * (ref.wide(y) - ref.wide(r))
+    scale = np.abs(want) * 2
+    close(be, y_bar, want, scale, dtype, Y)
+    close(be, y_ref_bar, -want, scale, dtype, Y)
+    assert be.to_numpy(y_bar).dtype == np.dtype(dtype)
+
+
+@given(data=st.data())
+def test_grad_is_pullback_of_one(be: Backend, data: st.DataObject) -> None:
+    dtype = data.draw(st.sampled_from(FLOATING))
+    shape = data.draw(shapes())
+    axis = data.draw(axes(len(shape)))
+    y, r = (data.draw(values(shape, dtype)) for _ in range(2))
+    Y, R = be.asarray(y), be.asarray(r)
+    L, g = be.call(l2_loss_grad, Y, R, axis=axis)
+    want = ref.wide(y) - ref.wide(r)
+    close(be, g, want, np.abs(want), dtype, Y)
+    close(be, L, ref.loss(y, r, axis), ref.magnitude(y, r, None, axis, None), dtype, Y)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8191, 8192, 8193, 40_000, 300_001])
+def test_float64_matches_fsum(be: Backend, n: int) -> None:
+    """float64 agrees with exactly rounded sums (math.fsum) to a few ulps, across
+    every tile and row boundary of the eager evaluation."""
+    rng = np.random.default_rng(n)
+    y, r, t, u = (rng.standard_normal(n) for _ in range(4))
+    Y, R, T, U = (be.asarray(a) for a in (y, r, t, u))
+    L, Ld = be.call(l2_loss_jvp, Y, R, T, U)
+    d = y - r  # exact: the residual is what both compute, rounded once
+    L_exact = 0.5 * math.fsum(d * d)
+    # products are rounded once each; compare against their exact sum
+    Ld_exact = math.fsum(d * t) - math.fsum(d * u)
+    tol_L = 4 * np.finfo(np.float64).eps * abs(L_exact) + 1e-300
+    scale = math.fsum(np.abs(d * t)) + math.fsum(np.abs(d * u))
+    assert abs(float(be.to_numpy(L)) - L_exact) <= tol_L + 2 * np.finfo(np.float64).eps * L_exact
+    assert abs(float(be.to_numpy(Ld)) - Ld_exact) <= 4 * np.finfo(np.float64).eps * scale + 1e-300
+
+
+def test_float32_large_sum_is_accurate(be: Backend) -> None:
+    """float32 at N = 1e7: relative error of L at most 1e-6 (a plain float32 BLAS
+    dot loses several times that); lazy backends sum with their own reductions."""
+    n = 10_000_000
+    rng = np.random.default_rng(7)
+    y = rng.random(n, dtype=np.float32) + np.float32(1.0)
+    r = np.zeros(n, dtype=np.float32)
+    exact = 0.5 * math.fsum(y.astype(np.float64) ** 2)
+    chunks = n // 4 if be.name == "dask" else "auto"
+    L = be.call(l2_loss, be.asarray(y, chunks=chunks), be.asarray(r, chunks=chunks))
+    rel = abs(float(be.to_numpy(L)) - exact) / exact
+    assert rel <= 1e-6, f"relative error {rel:.2e}"
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (3, 0), (0, 4)])
+def test_empty_and_zero_dimensional(be: Backend, shape: tuple[int, ...]) -> None:
+    y = np.full(shape, 3.0)
+    r = np.full(shape, 1.0)
+    Y, R = be.asarray(y), be.asarray(r)
+    for axis in (None, -1) if shape else (None,):
+        L, Ld = be.call(l2_loss_jvp, Y, R, be.asarray(np.full(shape, 0.5)), axis=axis)
+        np.testing.assert_array_equal(be.to_numpy(L), ref.loss(y, r, axis))
+        np.testing.assert_array_equal(
+            be.to_numpy(Ld), ref.loss_dot(y, r, np.full(shape, 0.5), None, axis)
+        )
+    L, y_bar, _y_ref_bar = be.call(vjp_apply, Y, R, be.asarray(np.asarray(2.0)))
+    assert be.to_numpy(y_bar).shape == shape
+    np.testing.assert_array_equal(be.to_numpy(y_bar), 2.0 * (y - r))
+
+
+@pytest.mark.parametrize(
+    ("bad", "expect"),
+    [(np.nan, "nan"), (np.inf, "inf"), (-np.inf, "inf")],
+)
+def test_nan_and_inf_propagate(be: Backend, bad: float, expect: str) -> None:
+    y = np.arange(20, dtype=np.float64)
+    r = np.zeros(20)
+    t = np.ones(20)
+    y[5] = bad
+    Y, R, T = be.asarray(y), be.asarray(r), be.asarray(t)
+    L, Ld = (be.to_numpy(a) for a in be.call(l2_loss_jvp, Y, R, T))
+    assert np.isnan(L) if expect == "nan" else np.isposinf(L)
+    assert np.isnan(Ld) or np.isinf(Ld)
+    L, y_bar, _ = be.call(vjp_apply, Y, R, be.asarray(np.asarray(1.0)))
+    g = be.to_numpy(y_bar)
+    assert np.isnan(g[5]) if expect == "nan" else g[5] == bad
+    assert np.all(np.isfinite(np.delete(g, 5)))
+
+
+def test_huge_and_tiny_values(be: Backend) -> None:
+    """No premature overflow for large finite inputs whose squares still fit,
+    and no flush of tiny ones whose squares are normal."""
+    y = np.array([1e150, -1e150, 1e-150, 3.0])
+    r = np.array([0.0, 0.0, 0.0, 1.0])
+    L = be.to_numpy(be.call(l2_loss, be.asarray(y), be.asarray(r)))
+    np.testing.assert_allclose(L, 0.5 * (2e300 + 1e-300 + 4.0), rtol=1e-15)
+    L = be.to_numpy(be.call(l2_loss, be.asarray(y[2:3]), be.asarray(r[2:3])))
+    np.testing.assert_allclose(L, 0.5e-300, rtol=1e-15)
