@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 from backends import Backend
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import axes, masks, shapes, values
 from test_values import vjp_apply
@@ -90,3 +90,43 @@ def test_against_autodiff(be: Backend, oracle: Any, data: st.DataObject) -> None
             * (1 + float(np.max(np.abs(c), initial=0)))
         )
         np.testing.assert_allclose(g, w, rtol=1e-12, atol=atol, err_msg=name)
+
+
+@settings(max_examples=8)
+@given(data=st.data())
+def test_batched_against_forward_jacobians(be: Backend, data: st.DataObject) -> None:
+    """batched=True with the identity as the K = N directions gives the whole
+    Jacobian of the per-sample losses: equal to jax.jacfwd, torch.func.jacfwd,
+    and jax.vmap of jax.jvp over the directions."""
+    dtype = "float64"
+    shape = data.draw(shapes(max_dims=2).filter(lambda s: 0 < int(np.prod(s)) <= 24))
+    axis = data.draw(axes(len(shape)))
+    keep = data.draw(masks(shape))
+    y, r = (data.draw(values(shape, dtype)) for _ in range(2))
+    n = int(np.prod(shape))
+    eye = np.eye(n).reshape((n, *shape))
+    red = _axes(len(shape), axis)
+
+    def jf(y: Any) -> Any:
+        d = jnp.where(keep, y - jnp.asarray(r), 0)
+        return 0.5 * jnp.sum(d * d, axis=red)
+
+    jac = np.asarray(jax.jacfwd(jf)(jnp.asarray(y)))  # (*L.shape, *shape)
+    want = np.moveaxis(jac.reshape((*jac.shape[: jac.ndim - len(shape)], n)), -1, 0)
+    vm = np.asarray(jax.vmap(lambda t: jax.jvp(jf, (jnp.asarray(y),), (t,))[1])(jnp.asarray(eye)))
+    mask_t = torch.from_numpy(keep)
+
+    def tf(y: Any) -> Any:
+        d = torch.where(mask_t, y - torch.from_numpy(r), torch.zeros((), dtype=y.dtype))
+        return 0.5 * torch.sum(d * d, dim=red) if red else 0.5 * d * d
+
+    tj = torch.func.jacfwd(tf)(torch.from_numpy(y)).numpy()
+    t_want = np.moveaxis(tj.reshape((*tj.shape[: tj.ndim - len(shape)], n)), -1, 0)
+
+    Y, R, E, W = (be.asarray(a) for a in (y, r, eye, keep))
+    _, Ld = be.call(l2_loss_jvp, Y, R, E, axis=axis, where=W, batched=True)
+    got = be.to_numpy(Ld)
+    atol = 1e-12 * (1 + float(np.max(np.abs(y - r), initial=0)))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=atol)
+    np.testing.assert_allclose(got, vm, rtol=1e-12, atol=atol)
+    np.testing.assert_allclose(got, t_want, rtol=1e-12, atol=atol)

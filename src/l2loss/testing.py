@@ -51,7 +51,7 @@ def to_numpy(x: Array) -> np.ndarray[Any, Any]:
     """A NumPy copy of ``x`` from any backend (computes Dask graphs, copies
     device arrays to the host)."""
     if compat.is_dask_array(x):
-        x = x.compute()  # type: ignore[no-untyped-call]
+        x = x.compute()
     if compat.is_torch_array(x):
         x = x.detach().cpu().resolve_conj()
         if x.dtype.itemsize == 2 and x.dtype.is_floating_point:
@@ -79,7 +79,7 @@ def _like(x: Array, a: np.ndarray[Any, Any]) -> Array:
     if compat.is_dask_array(x):
         import dask.array as da
 
-        out = da.from_array(a, chunks=x.chunks)  # type: ignore[no-untyped-call]
+        out = da.from_array(a, chunks=x.chunks)
     elif compat.is_torch_array(x):
         import torch
 
