@@ -52,7 +52,7 @@ def torch_oracle(y: Arr, r: Arr, t: Arr, u: Arr, c: Arr, axis: Any, keep: Arr) -
         d = torch.where(mask, y - r, torch.zeros((), dtype=y.dtype))
         return 0.5 * torch.sum(torch.abs(d) ** 2, dim=red) if red else 0.5 * torch.abs(d) ** 2
 
-    T = [torch.from_numpy(np.ascontiguousarray(a)) for a in (y, r, t, u, c)]
+    T = [torch.from_numpy(np.array(a, copy=True)) for a in (y, r, t, u, c)]
     L, Ld = torch.func.jvp(f, (T[0], T[1]), (T[2], T[3]))
     _, vjp = torch.func.vjp(f, T[0], T[1])
     yb, rb = vjp(T[4])
