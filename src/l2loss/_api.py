@@ -18,76 +18,107 @@ Array = Any
 Pullback = Callable[[Array], tuple[Array, Array]]
 
 
+_NAMES = ("y", "y_ref", "y_dot", "y_ref_dot", "where")
+
+# (namespace, dtypes of y, y_ref, y_dot, y_ref_dot) -> (working dtypes, dtype of L).
+# Dtype promotion and classification run once per combination, not per call.
+_DTYPES: dict[tuple[Any, ...], tuple[Dtypes, Any]] = {}
+
+
+def _dtypes(
+    backend: Backend, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array
+) -> tuple[Dtypes, Any]:
+    key = (
+        id(backend.xp),
+        y.dtype,
+        y_ref.dtype,
+        None if y_dot is None else y_dot.dtype,
+        None if y_ref_dot is None else y_ref_dot.dtype,
+    )
+    known = _DTYPES.get(key)
+    if known is not None:
+        return known
+    arrays = (y, y_ref, y_dot, y_ref_dot)
+    given = [(n, a) for n, a in zip(_NAMES[:4], arrays, strict=True) if a is not None]
+    dt = dtypes_of(backend, tuple(n for n, _ in given), tuple(a for _, a in given))
+    # L has the real dtype of y and y_ref alone; L_dot that of every input.
+    out = dtypes_of(backend, ("y", "y_ref"), (y, y_ref)).out
+    _DTYPES[key] = (dt, out)
+    return dt, out
+
+
 class _Call:
     """One validated call: namespace, dtypes, reduced axes, the arrays."""
 
-    __slots__ = ("axes", "backend", "batch", "dt", "mask", "xp", "y", "y_ref", "zero")
+    __slots__ = ("L_dtype", "axes", "backend", "batch", "dt", "mask", "xp", "y", "y_ref", "zero")
 
     def __init__(
         self,
         y: Array,
         y_ref: Array,
-        tangents: tuple[tuple[str, Array], ...],
+        y_dot: Array,
+        y_ref_dot: Array,
         axis: Any,
         where: Array,
         batched: bool,
     ) -> None:
-        given = (("y", y), ("y_ref", y_ref), *((n, t) for n, t in tangents if t is not None))
-        if where is not None:
-            given = (*given, ("where", where))
-        names = tuple(n for n, _ in given)
-        arrays = tuple(a for _, a in given)
-        backend: Backend = backend_of(names, arrays)
-        shape = tuple(y.shape)
-        check_shape("y_ref", y_ref, shape, "y")
+        arrays = (y, y_ref, y_dot, y_ref_dot, where)
+        backend = backend_of(_NAMES, arrays)
+        shape = y.shape
+        if y_ref.shape != shape:
+            check_shape("y_ref", y_ref, tuple(shape), "y")
         batch: tuple[int, ...] = ()
-        for name, t in tangents:
-            if t is None:
-                continue
-            if not batched:
-                check_shape(name, t, shape, "y")
-                continue
-            if t.ndim != len(shape) + 1 or tuple(t.shape[1:]) != shape:
-                raise ValueError(
-                    f"with batched=True, {name} must have shape (K, *y.shape) = (K, *{shape}), "
-                    f"got shape {tuple(t.shape)} and dtype {t.dtype}; stack the K tangent "
-                    "directions along a new leading axis"
-                )
-            if batch and t.shape[0] != batch[0]:
-                raise ValueError(
-                    f"y_dot and y_ref_dot must carry the same number of directions K, "
-                    f"got shapes {tuple(tangents[0][1].shape)} and {tuple(t.shape)}"
-                )
-            batch = (t.shape[0],)
+        if batched:
+            batch = _batch_size(y_dot, y_ref_dot, tuple(shape))
+        else:
+            if y_dot is not None and y_dot.shape != shape:
+                check_shape("y_dot", y_dot, tuple(shape), "y")
+            if y_ref_dot is not None and y_ref_dot.shape != shape:
+                check_shape("y_ref_dot", y_ref_dot, tuple(shape), "y")
         if where is not None:
-            check_mask(backend, where, shape)
-        arrays_no_mask = arrays[:-1] if where is not None else arrays
-        self.dt: Dtypes = dtypes_of(backend, names[: len(arrays_no_mask)], arrays_no_mask)
+            check_mask(backend, where, tuple(shape))
+        self.dt, self.L_dtype = _dtypes(backend, y, y_ref, y_dot, y_ref_dot)
         if backend.check_devices:
-            check_devices(names, arrays)
+            given = [(n, a) for n, a in zip(_NAMES, arrays, strict=True) if a is not None]
+            check_devices(tuple(n for n, _ in given), tuple(a for _, a in given))
         self.axes = check_axis(axis, len(shape))
         self.backend = backend
-        self.xp = backend.xp
+        self.xp = xp = backend.xp
         self.y, self.y_ref, self.mask, self.batch = y, y_ref, where, batch
         self.zero = (
-            None
-            if where is None
-            else self.xp.zeros((), dtype=self.dt.work, device=compat.device(y))
+            None if where is None else xp.zeros((), dtype=self.dt.work, device=compat.device(y))
         )
 
-    def loss(self, sq: Array, dtype: Any) -> Array:
-        """``L = sq / 2`` in ``dtype``: the real dtype of ``y`` and ``y_ref``."""
+    def loss(self, sq: Array) -> Array:
+        """``L = sq / 2`` in the real dtype of ``y`` and ``y_ref``."""
         L = sq * 0.5
-        return L if L.dtype == dtype else self.xp.astype(L, dtype)
+        return L if L.dtype == self.L_dtype else self.xp.astype(L, self.L_dtype)
 
 
-def _out_dtype(c: _Call) -> Any:
-    """Real dtype of the loss: that of ``y`` and ``y_ref`` alone."""
-    if c.y.dtype == c.y_ref.dtype:
-        arrays: tuple[Array, ...] = (c.y,)
-    else:
-        arrays = (c.y, c.y_ref)
-    return dtypes_of(c.backend, ("y", "y_ref")[: len(arrays)], arrays).out
+def _batch_size(y_dot: Array, y_ref_dot: Array, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``(K,)`` from tangents of shape ``(K, *shape)``."""
+    batch: tuple[int, ...] = ()
+    for name, t in (("y_dot", y_dot), ("y_ref_dot", y_ref_dot)):
+        if t is None:
+            continue
+        if t.ndim != len(shape) + 1 or tuple(t.shape[1:]) != shape:
+            raise ValueError(
+                f"with batched=True, {name} must have shape (K, *y.shape) = (K, *{shape}), "
+                f"got shape {tuple(t.shape)} and dtype {t.dtype}; stack the K tangent "
+                "directions along a new leading axis"
+            )
+        if batch and t.shape[0] != batch[0]:
+            raise ValueError(
+                f"y_dot and y_ref_dot must carry the same number of directions K, "
+                f"got shapes {tuple(y_dot.shape)} and {tuple(t.shape)}"
+            )
+        batch = (t.shape[0],)
+    if not batch:
+        raise ValueError(
+            "batched=True needs at least one tangent array to take the number of "
+            "directions K from; got y_dot=None and y_ref_dot=None"
+        )
+    return batch
 
 
 def l2_loss(y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None) -> Array:
@@ -120,9 +151,9 @@ def l2_loss(y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None)
     ValueError
         For mismatched shapes or devices and an invalid ``axis``.
     """
-    c = _Call(y, y_ref, (), axis, where, False)
+    c = _Call(y, y_ref, None, None, axis, where, False)
     sq, _ = evaluate(c.backend, c.dt, y, y_ref, None, None, where, c.zero, c.axes, False)
-    return c.loss(sq, c.dt.out)
+    return c.loss(sq)
 
 
 def l2_loss_jvp(
@@ -168,16 +199,10 @@ def l2_loss_jvp(
         The loss, and its derivative along the tangents (real, of the dtype all
         inputs promote to; zeros when both tangents are None).
     """
-    c = _Call(y, y_ref, (("y_dot", y_dot), ("y_ref_dot", y_ref_dot)), axis, where, batched)
-    if batched and not c.batch:
-        raise ValueError(
-            "batched=True needs at least one tangent array to take the number of "
-            "directions K from; got y_dot=None and y_ref_dot=None"
-        )
+    c = _Call(y, y_ref, y_dot, y_ref_dot, axis, where, batched)
     tangent = y_dot is not None or y_ref_dot is not None
     sq, ip = evaluate(c.backend, c.dt, y, y_ref, y_dot, y_ref_dot, where, c.zero, c.axes, tangent)
-    out = _out_dtype(c)
-    L = c.loss(sq, out)
+    L = c.loss(sq)
     if ip is None:
         xp = c.xp
         return L, xp.zeros((*c.batch, *L.shape), dtype=c.dt.out, device=compat.device(y))
@@ -209,9 +234,9 @@ def l2_loss_vjp(
         ``y_ref``, not an N-sized residual; ``y_bar`` has ``y``'s dtype and
         ``y_ref_bar`` has ``y_ref``'s.
     """
-    c = _Call(y, y_ref, (), axis, where, False)
+    c = _Call(y, y_ref, None, None, axis, where, False)
     sq, _ = evaluate(c.backend, c.dt, y, y_ref, None, None, where, c.zero, c.axes, False)
-    L = c.loss(sq, c.dt.out)
+    L = c.loss(sq)
     return L, _pullback(c, tuple(L.shape))
 
 
@@ -253,19 +278,24 @@ def _pullback(c: _Call, shape: tuple[int, ...]) -> Pullback:
             # An infinite L_bar times a masked 0 would be NaN: left-out entries
             # get exactly 0 whatever L_bar is.
             d = xp.where(mask, d, c.zero)
-        return _as_dtype(c, d, y.dtype), _as_dtype(c, -d, y_ref.dtype)
+        return _like_primal(c, d, y), _like_primal(c, -d, y_ref)
 
     return pullback
 
 
-def _as_dtype(c: _Call, a: Array, dtype: Any) -> Array:
-    """The cotangent ``a`` in its primal's dtype; a real primal takes the real part
-    (the real inner product's cotangent of a real input)."""
-    if a.dtype == dtype:
-        return a
-    if c.dt.complex and not c.xp.isdtype(dtype, "complex floating"):
-        a = c.xp.real(a)
-    return c.xp.astype(a, dtype)
+def _like_primal(c: _Call, a: Array, primal: Array) -> Array:
+    """The cotangent ``a`` in its primal's dtype (a real primal takes the real
+    part: the real inner product's cotangent of a real input) and, on Dask, in
+    its primal's chunks (broadcasting against a differently chunked ``L_bar``,
+    ``where`` or other primal would otherwise re-chunk it)."""
+    xp = c.xp
+    if a.dtype != primal.dtype:
+        if c.dt.complex and not xp.isdtype(primal.dtype, "complex floating"):
+            a = xp.real(a)
+        a = xp.astype(a, primal.dtype)
+    if c.backend.name == "dask" and a.chunks != primal.chunks:
+        a = a.rechunk(primal.chunks)
+    return a
 
 
 def _check_cotangent(c: _Call, L_bar: Array, shape: tuple[int, ...]) -> None:

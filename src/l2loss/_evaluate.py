@@ -7,17 +7,27 @@ Eager backends (NumPy, PyTorch, CuPy) would write and re-read N-sized
 temporaries with the plain expression (``d = y - y_ref`` alone is N items),
 which costs about three quarters of the memory bandwidth. There the inputs are
 viewed as ``(M, R)`` (kept axes x reduced axes, reduced axes trailing) and cut
-into tiles of ``Backend.tile`` items; each tile is read once, its residual
-lives in cache, and per-tile sums are combined in a final small reduction.
-A full reduction (M = 1) is additionally viewed as rows of ``_ROW`` items, so
-each tile is a batch of short BLAS dots (single-threaded in BLAS, cheap to
-spread over Python worker threads, and a pairwise-like combination of short
-partial sums that keeps float32 accurate).
+into tiles of about ``Backend.tile`` items; each tile is read once, its
+residual lives in cache, and per-tile sums are combined in a final small
+reduction. A long row (a full reduction, or per-sample losses over more than a
+tile) is additionally viewed as rows of ``_ROW`` items, so each tile is a batch
+of short BLAS dots: single-threaded inside BLAS (OpenBLAS threads a dot only
+above 10 000 items), cheap to spread over ``Backend.threads`` Python worker
+threads (NumPy releases the GIL in its kernels), and a pairwise-like
+combination of short partial sums that keeps float32 accurate.
+
+Inputs of at most one tile skip all of this: one call of ``_rule.sums`` on the
+arrays as given (no reshape), so a call on 10 items costs little more than the
+three kernels it needs.
+
+Every temporary is at most one tile (per worker) plus ``N / _ROW`` partial
+sums: about 1 MB of float64 per worker instead of the plain expression's N.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,20 +39,41 @@ from ._validate import Dtypes
 
 __all__ = ["evaluate"]
 
-# Row length of the blocked full reduction: below OpenBLAS's threshold for
-# threading a dot (10_000), so worker threads do not oversubscribe the cores.
+# Row length of the blocked reductions: below OpenBLAS's threshold for
+# threading a dot (10_000), so our worker threads do not oversubscribe the
+# cores, and long enough that the per-row call overhead is amortised.
 _ROW = 8192
 
+# Tiles a worker must have before a second worker is worth its hand-off
+# (about 20 us per submitted group, the time of a few tiles).
+_MIN_TILES_PER_WORKER = 2
+
 _POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    global _POOL
+    """The shared worker pool, grown on demand to ``workers`` threads."""
+    global _POOL, _POOL_SIZE
     with _POOL_LOCK:
-        if _POOL is None:
+        if _POOL is None or workers > _POOL_SIZE:
+            old = _POOL
             _POOL = ThreadPoolExecutor(workers, thread_name_prefix="l2loss")
+            _POOL_SIZE = workers
+            if old is not None:
+                old.shutdown(wait=False)
         return _POOL
+
+
+def _forget_pool() -> None:
+    """After ``fork`` the child has none of the parent's threads: start afresh."""
+    global _POOL, _POOL_SIZE, _POOL_LOCK
+    _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 class _Operands(NamedTuple):
@@ -60,7 +91,7 @@ class _Operands(NamedTuple):
 
 def _sums(backend: Backend, dt: Dtypes, o: _Operands, zero: Any, tangent: bool) -> tuple[Any, Any]:
     """``_rule.sums`` over the last axis of one tile."""
-    return sums(backend.xp, dt, *o, zero, (-1,), True, tangent)
+    return sums(backend.xp, dt, *o, zero, (-1,), backend.vecdot, tangent)
 
 
 def evaluate(
@@ -82,8 +113,12 @@ def evaluate(
     """
     xp = backend.xp
     ndim = y.ndim
-    trailing = axes == tuple(range(-len(axes), 0))
-    if not backend.eager or not trailing or ndim == 0:
+    if not backend.eager or ndim == 0:
+        return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
+    if ndim == 1 and axes == (-1,) and y.shape[0] <= backend.tile:
+        # Small 1-D input: the three kernels on the arrays as given.
+        return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, (-1,), backend.vecdot, tangent)
+    if axes != tuple(range(-len(axes), 0)):
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
 
     kept = tuple(y.shape[: ndim - len(axes)])
@@ -130,10 +165,12 @@ def _row_tiles(
         ]
     else:
         step = max(1, backend.tile // max(r, 1))
-        parts = [
-            _sums(backend, dt, _cut(args, slice(i, i + step), slice(None)), zero, tangent)
-            for i in range(0, m, step)
-        ]
+        spans = [slice(i, min(i + step, m)) for i in range(0, m, step)]
+
+        def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
+            return [_sums(backend, dt, _cut(args, s, slice(None)), zero, tangent) for s in chunk]
+
+        parts = _map(backend, run, spans)
     sq = xp.concat([p[0] for p in parts], axis=-1)
     ip = xp.concat([p[1] for p in parts], axis=-1) if tangent else None
     return sq, ip
@@ -168,13 +205,19 @@ def _map(
     run: Callable[[list[slice]], list[tuple[Any, Any]]],
     spans: list[slice],
 ) -> list[tuple[Any, Any]]:
-    """``run`` over contiguous groups of ``spans``, one group per worker thread."""
-    workers = min(backend.threads, len(spans))
+    """``run`` over contiguous groups of ``spans``, one group per worker thread.
+
+    Contiguous groups keep each worker streaming through memory; results come
+    back in ``spans`` order whatever the threads' timing, so sums are
+    reproducible.
+    """
+    workers = min(backend.threads, len(spans) // _MIN_TILES_PER_WORKER)
     if workers <= 1:
         return run(spans)
     size = -(-len(spans) // workers)
     groups = [spans[i : i + size] for i in range(0, len(spans), size)]
-    futures = [_pool(backend.threads).submit(run, g) for g in groups[1:]]
+    pool = _pool(backend.threads)
+    futures = [pool.submit(run, g) for g in groups[1:]]
     # The calling thread takes the first group itself instead of idling.
     out = run(groups[0])
     for f in futures:

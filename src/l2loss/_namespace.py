@@ -7,6 +7,7 @@ dictionary lookup per call is enough after the first.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,13 @@ class Backend:
         Python worker threads for tiles; > 1 only where the library releases
         the GIL in its kernels and does not already parallelise them (NumPy).
     tile
-        Elements per tile on the eager path.
+        Elements per tile on the eager path (see ``benchmarks/run.py --tiles``
+        for the measurements that chose it).
+    vecdot
+        Whether ``vecdot`` is the fast and accurate inner product (NumPy and
+        CuPy: BLAS-backed dots). array-api-compat's PyTorch ``vecdot`` is a
+        batched matmul that sums sequentially; ``sum(a * b)`` uses PyTorch's
+        cascade summation and is exact to a few ulps.
     check_devices
         Whether devices must be compared (meaningless on NumPy and Dask;
         impossible on traced JAX arrays, which JAX checks itself).
@@ -46,16 +53,47 @@ class Backend:
     threads: int
     tile: int
     check_devices: bool
+    vecdot: bool = True
 
 
 _CACHE: dict[tuple[type, ...], Backend] = {}
 
+# Tile of the NumPy path: 128 Ki items (1 MiB of float64). Measured with
+# `python benchmarks/run.py --tiles` at N = 1e7 on a 2-core EPYC (2 MiB L2):
+# 0.28 of the ceiling at 8 Ki, 0.54 at 64 Ki, 0.61 at 128 Ki, 0.70 at 256 Ki
+# to 1 Mi (per-tile Python overhead amortised). 128 Ki is the largest tile
+# whose temporaries (residual, and masked inputs with `where`) stay under
+# 8 MiB with two workers.
+_NUMPY_TILE = 1 << 17
+
+
+def _cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# Worker threads of the NumPy path. A few threads already draw the full memory
+# bandwidth of a socket; more only add hand-offs.
+_NUMPY_THREADS = max(1, min(_cores(), 8))
+
 
 def _classify(xp: Any, sample: Any) -> Backend:
     if compat.is_numpy_array(sample):
-        return Backend(xp, "numpy", eager=True, threads=2, tile=1 << 17, check_devices=False)
+        return Backend(
+            xp,
+            "numpy",
+            eager=True,
+            threads=_NUMPY_THREADS,
+            tile=_NUMPY_TILE,
+            check_devices=False,
+        )
     if compat.is_torch_array(sample):
-        return Backend(xp, "torch", eager=True, threads=1, tile=1 << 20, check_devices=True)
+        return Backend(
+            xp, "torch", eager=True, threads=1, tile=1 << 20, check_devices=True, vecdot=False
+        )
     if compat.is_cupy_array(sample):
         return Backend(xp, "cupy", eager=True, threads=1, tile=1 << 24, check_devices=True)
     if compat.is_jax_array(sample):
@@ -67,7 +105,8 @@ def _classify(xp: Any, sample: Any) -> Backend:
 
 
 def backend_of(names: tuple[str, ...], arrays: tuple[Any, ...]) -> Backend:
-    """Return the :class:`Backend` shared by ``arrays`` (named ``names``).
+    """Return the :class:`Backend` shared by ``arrays`` (named ``names``;
+    None entries, absent optional arguments, are skipped).
 
     Raises
     ------
@@ -79,6 +118,9 @@ def backend_of(names: tuple[str, ...], arrays: tuple[Any, ...]) -> Backend:
     backend = _CACHE.get(key)
     if backend is not None:
         return backend
+    given = [(n, a) for n, a in zip(names, arrays, strict=True) if a is not None]
+    names = tuple(n for n, _ in given)
+    arrays = tuple(a for _, a in given)
     for name, a in zip(names, arrays, strict=True):
         if not compat.is_array_api_obj(a):
             raise TypeError(
@@ -89,12 +131,12 @@ def backend_of(names: tuple[str, ...], arrays: tuple[Any, ...]) -> Backend:
     try:
         xp = compat.array_namespace(*arrays)
     except TypeError:
-        given = ", ".join(
+        libraries = ", ".join(
             f"{n}: {type(a).__module__}.{type(a).__qualname__}"
             for n, a in zip(names, arrays, strict=True)
         )
         raise TypeError(
-            f"all arrays must come from one array library, got {given}; "
+            f"all arrays must come from one array library, got {libraries}; "
             "convert them to one library first"
         ) from None
     backend = _classify(xp, arrays[0])

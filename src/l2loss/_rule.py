@@ -40,7 +40,7 @@ def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, mask: Any, zero: Any) -> A
 def _inner(xp: Any, dt: Dtypes, a: Any, b: Any, axes: tuple[int, ...], vecdot: bool) -> Any:
     """``Re sum_axes conj(a) b``; ``b`` may carry extra leading (batch) axes."""
     if vecdot:
-        # One fused, BLAS-backed pass over the last axis on eager backends.
+        # One fused, BLAS-backed pass over the last axis.
         r = xp.vecdot(a, b, axis=-1)
     else:
         r = xp.sum((xp.conj(a) if dt.complex else a) * b, axis=axes)
@@ -69,19 +69,22 @@ def sums(
     sq = _inner(xp, dt, d, d, axes, vecdot)
     if not tangent:
         return sq, None
-
-    def along(t: Any) -> Any:
-        if t is None:
-            return None
-        if dt.widen:
-            t = _widen(xp, dt, t)
-        if mask is not None:
-            t = xp.where(mask, t, zero)
-        return _inner(xp, dt, d, t, axes, vecdot)
-
     # L_dot = <d, y_dot> - <d, y_ref_dot>: two dots of the residual, no
     # temporary for y_dot - y_ref_dot.
-    ip_y, ip_ref = along(y_dot), along(y_ref_dot)
-    if ip_ref is None:
-        return sq, ip_y
-    return sq, -ip_ref if ip_y is None else ip_y - ip_ref
+    if y_ref_dot is None:
+        return sq, _along(xp, dt, d, y_dot, mask, zero, axes, vecdot)
+    ip_ref = _along(xp, dt, d, y_ref_dot, mask, zero, axes, vecdot)
+    if y_dot is None:
+        return sq, -ip_ref
+    return sq, _along(xp, dt, d, y_dot, mask, zero, axes, vecdot) - ip_ref
+
+
+def _along(
+    xp: Any, dt: Dtypes, d: Any, t: Any, mask: Any, zero: Any, axes: tuple[int, ...], vecdot: bool
+) -> Any:
+    """``Re <d, t>`` over ``axes``, ``t`` zeroed where ``mask`` is False."""
+    if dt.widen:
+        t = _widen(xp, dt, t)
+    if mask is not None:
+        t = xp.where(mask, t, zero)
+    return _inner(xp, dt, d, t, axes, vecdot)
