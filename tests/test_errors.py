@@ -132,6 +132,8 @@ def test_bad_cotangent(be: Backend) -> None:
         pullback(arr(be, np.ones(2, dtype=np.complex128)))
     with pytest.raises(TypeError, match=r"L_bar must be an array"):
         pullback("one")
+    with pytest.raises(TypeError, match=r"L_bar must be real .*complex number"):
+        pullback(1j)
 
 
 def test_mismatched_devices() -> None:
@@ -142,6 +144,14 @@ def test_mismatched_devices() -> None:
         ValueError, match=re.escape("y_ref is on device") + r".*device2.*device1.*move it"
     ):
         l2_loss(y, r)
+
+
+def test_cotangent_on_another_device() -> None:
+    xps = pytest.importorskip("array_api_strict")
+    y = xps.asarray(Y, device=xps.Device("device1"))
+    _, pullback = l2_loss_vjp(y, y, axis=1)
+    with pytest.raises(ValueError, match=r"L_bar is on device .*device2.*move it"):
+        pullback(xps.ones(2, device=xps.Device("device2")))
 
 
 def test_validation_reads_no_values(be: Backend) -> None:

@@ -78,6 +78,31 @@ def test_dask_stays_lazy_and_keeps_chunks(be: Backend) -> None:
     )
 
 
+def test_dask_unknown_chunk_sizes(be: Backend) -> None:
+    """Boolean indexing (dropping missing targets) leaves Dask shapes unknown
+    (NaN) until compute: validation lets them through, the result is lazy."""
+    if be.name != "dask":
+        pytest.skip("Dask only")
+    import dask.array as da
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((40, 3))
+    x_ref = rng.standard_normal((40, 3))
+    X = da.from_array(x, chunks=(10, 3))
+    keep = X[:, 0] > 0
+    y, y_ref = X[keep], da.from_array(x_ref, chunks=(10, 3))[keep]
+    assert np.isnan(y.shape[0])
+    L, Ld = l2_loss_jvp(y, y_ref, y, axis=1)
+    L_all, pullback = l2_loss_vjp(y, y_ref, axis=1)
+    y_bar, _ = pullback(2 * L_all)
+    rows = x[:, 0] > 0
+    d = x[rows] - x_ref[rows]
+    np.testing.assert_allclose(be.to_numpy(L), 0.5 * np.sum(d * d, axis=1), rtol=1e-13)
+    np.testing.assert_allclose(be.to_numpy(Ld), np.sum(d * x[rows], axis=1), rtol=1e-13)
+    want = (np.sum(d * d, axis=1))[:, None] * d
+    np.testing.assert_allclose(be.to_numpy(y_bar), want, rtol=1e-13)
+
+
 def test_thread_safety(be: Backend) -> None:
     """Concurrent calls (sharing the namespace cache and worker pool) give the
     same results as sequential ones."""

@@ -127,9 +127,9 @@ def _run(name: str, dtype: str, n: int, rng: np.random.Generator) -> Row:
             row.autodiff = ad
             if ad.startswith("FAIL"):
                 row.status = "FAIL"
-    except AssertionError as e:
+    except Exception as e:  # a wrong number or a crash fails this row, not the table
         row.status = "FAIL"
-        print(f"{name} {dtype}: {e}", file=sys.stderr)
+        print(f"{name} {dtype}: {type(e).__name__}: {e}", file=sys.stderr)
     return row
 
 

@@ -10,7 +10,15 @@ import array_api_compat as compat
 from ._evaluate import evaluate
 from ._namespace import Backend, backend_of
 from ._rule import residual
-from ._validate import Dtypes, check_axis, check_devices, check_mask, check_shape, dtypes_of
+from ._validate import (
+    Dtypes,
+    check_axis,
+    check_devices,
+    check_mask,
+    check_shape,
+    dtypes_of,
+    same_shape,
+)
 
 __all__ = ["l2_loss", "l2_loss_grad", "l2_loss_jvp", "l2_loss_vjp"]
 
@@ -22,7 +30,7 @@ _NAMES = ("y", "y_ref", "y_dot", "y_ref_dot", "where")
 
 # (namespace, dtypes of y, y_ref, y_dot, y_ref_dot) -> (working dtypes, dtype of L).
 # Dtype promotion and classification run once per combination, not per call.
-_DTYPES: dict[tuple[Any, ...], tuple[Dtypes, Any]] = {}
+_CALL_DTYPES: dict[tuple[Any, ...], tuple[Dtypes, Any]] = {}
 
 
 def _dtypes(
@@ -35,7 +43,7 @@ def _dtypes(
         None if y_dot is None else y_dot.dtype,
         None if y_ref_dot is None else y_ref_dot.dtype,
     )
-    known = _DTYPES.get(key)
+    known = _CALL_DTYPES.get(key)
     if known is not None:
         return known
     arrays = (y, y_ref, y_dot, y_ref_dot)
@@ -43,7 +51,7 @@ def _dtypes(
     dt = dtypes_of(backend, tuple(n for n, _ in given), tuple(a for _, a in given))
     # L has the real dtype of y and y_ref alone; L_dot that of every input.
     out = dtypes_of(backend, ("y", "y_ref"), (y, y_ref)).out
-    _DTYPES[key] = (dt, out)
+    _CALL_DTYPES[key] = (dt, out)
     return dt, out
 
 
@@ -101,7 +109,7 @@ def _batch_size(y_dot: Array, y_ref_dot: Array, shape: tuple[int, ...]) -> tuple
     for name, t in (("y_dot", y_dot), ("y_ref_dot", y_ref_dot)):
         if t is None:
             continue
-        if t.ndim != len(shape) + 1 or tuple(t.shape[1:]) != shape:
+        if t.ndim != len(shape) + 1 or not same_shape(tuple(t.shape[1:]), shape):
             raise ValueError(
                 f"with batched=True, {name} must have shape (K, *y.shape) = (K, *{shape}), "
                 f"got shape {tuple(t.shape)} and dtype {t.dtype}; stack the K tangent "
@@ -257,23 +265,23 @@ def l2_loss_grad(
 
 def _pullback(c: _Call, shape: tuple[int, ...]) -> Pullback:
     xp, dt, y, y_ref, mask = c.xp, c.dt, c.y, c.y_ref, c.mask
-    # L_bar broadcasts over the reduced axes: give it size-1 axes there.
-    ndim = y.ndim
-    expanded = list(y.shape)
-    for ax in c.axes:
-        expanded[ndim + ax] = 1
-    device = compat.device(y)
+    # L_bar broadcasts over the reduced axes: it gets size-1 axes there, by
+    # indexing with None (not reshape or expand_dims, which need every size:
+    # Dask shapes may be unknown until compute).
+    reduced = {y.ndim + ax for ax in c.axes}
+    broadcast = tuple(None if i in reduced else slice(None) for i in range(y.ndim))
 
     def pullback(L_bar: Array) -> tuple[Array, Array]:
         r"""``(y_bar, y_ref_bar) = (L_bar d, -L_bar d)`` with ``d = y - y_ref``."""
         if isinstance(L_bar, (int, float)) and not isinstance(L_bar, bool):
-            L_bar = xp.full(shape, float(L_bar), dtype=dt.real_work, device=device)
+            scale: Any = float(L_bar)  # a Python number broadcasts as it is
         else:
             _check_cotangent(c, L_bar, shape)
+            scale = xp.astype(L_bar, dt.real_work)[broadcast]
         d = residual(xp, dt, y, y_ref, mask, c.zero)
         # In place: d is ours, and this saves an N-sized temporary on eager
         # backends (immutable ones rebind instead).
-        d *= xp.reshape(xp.astype(L_bar, dt.real_work), tuple(expanded))
+        d *= scale
         if mask is not None:
             # An infinite L_bar times a masked 0 would be NaN: left-out entries
             # get exactly 0 whatever L_bar is.
@@ -299,13 +307,20 @@ def _like_primal(c: _Call, a: Array, primal: Array) -> Array:
 
 
 def _check_cotangent(c: _Call, L_bar: Array, shape: tuple[int, ...]) -> None:
+    if isinstance(L_bar, complex):
+        raise TypeError(
+            f"L_bar must be real (the loss is real), got the complex number {L_bar!r}; "
+            "pass a real number or a real array of L's shape"
+        )
     backend_of(("y", "L_bar"), (c.y, L_bar))
+    if c.backend.check_devices:
+        check_devices(("y", "L_bar"), (c.y, L_bar))
     if not c.xp.isdtype(L_bar.dtype, "real floating"):
         raise TypeError(
             f"L_bar must be a real floating array (the loss is real), got shape "
             f"{tuple(L_bar.shape)} and dtype {L_bar.dtype}; pass a real array of L's shape"
         )
-    if tuple(L_bar.shape) != shape:
+    if not same_shape(tuple(L_bar.shape), shape):
         raise ValueError(
             f"L_bar must have the shape of L, {shape}, got shape {tuple(L_bar.shape)} "
             f"and dtype {L_bar.dtype}"

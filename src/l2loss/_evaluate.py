@@ -21,7 +21,9 @@ arrays as given (no reshape), so a call on 10 items costs little more than the
 three kernels it needs.
 
 Every temporary is at most one tile (per worker) plus ``N / _ROW`` partial
-sums: about 1 MB of float64 per worker instead of the plain expression's N.
+sums: 1 MiB of float64 per worker instead of the plain expression's N items.
+Inputs that cannot be viewed as rows without a copy (transposed, strided)
+get the plain expression.
 """
 
 from __future__ import annotations
@@ -49,27 +51,23 @@ _ROW = 8192
 _MIN_TILES_PER_WORKER = 2
 
 _POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    """The shared worker pool, grown on demand to ``workers`` threads."""
-    global _POOL, _POOL_SIZE
+    """The shared worker pool, made on first use (``workers`` is a per-process
+    constant of the backend, so the pool never needs to grow)."""
+    global _POOL
     with _POOL_LOCK:
-        if _POOL is None or workers > _POOL_SIZE:
-            old = _POOL
+        if _POOL is None:
             _POOL = ThreadPoolExecutor(workers, thread_name_prefix="l2loss")
-            _POOL_SIZE = workers
-            if old is not None:
-                old.shutdown(wait=False)
         return _POOL
 
 
 def _forget_pool() -> None:
     """After ``fork`` the child has none of the parent's threads: start afresh."""
-    global _POOL, _POOL_SIZE, _POOL_LOCK
-    _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -126,13 +124,18 @@ def evaluate(
     r = math.prod(y.shape[ndim - len(axes) :])
     tangents = (y_dot, y_ref_dot)
     batch = next((t.shape[:1] for t in tangents if t is not None and t.ndim > ndim), ())
-    args = _Operands(
-        xp.reshape(y, (m, r)),
-        xp.reshape(y_ref, (m, r)),
-        _view(xp, y_dot, (*batch, m, r)),
-        _view(xp, y_ref_dot, (*batch, m, r)),
-        _view(xp, mask, (m, r)),
-    )
+    try:
+        args = _Operands(
+            _view(xp, y, (m, r)),
+            _view(xp, y_ref, (m, r)),
+            _view(xp, y_dot, (*batch, m, r)),
+            _view(xp, y_ref_dot, (*batch, m, r)),
+            _view(xp, mask, (m, r)),
+        )
+    except (ValueError, AttributeError):
+        # A transposed or strided input cannot be viewed as rows; copying it
+        # would cost more than the plain expression, which is used instead.
+        return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
     if m * r <= backend.tile:
         sq, ip = _sums(backend, dt, args, zero, tangent)
     elif m == 1:
@@ -145,7 +148,8 @@ def evaluate(
 
 
 def _view(xp: Any, a: Any, shape: tuple[int, ...]) -> Any:
-    return None if a is None else xp.reshape(a, shape)
+    """``a`` reshaped to ``shape`` without a copy (raises where that is impossible)."""
+    return None if a is None else xp.reshape(a, shape, copy=False)
 
 
 def _cut(o: _Operands, rows: slice, cols: slice) -> _Operands:

@@ -55,16 +55,26 @@ _DTYPES: dict[tuple[int, Any], Dtypes] = {}
 
 
 def _classify_dtype(backend: Backend, dtype: Any) -> Dtypes | None:
+    # By bit width, not dtype equality: NumPy's byte-swapped float64 ('>f8')
+    # is not == float64 but is just as precise.
     xp = backend.xp
     if xp.isdtype(dtype, "complex floating"):
-        wide = dtype == xp.complex128
-        real = xp.float64 if wide else xp.float32
+        bits = xp.finfo(dtype).bits  # of each component
+        if bits < 32:  # complex32: accumulate in complex64
+            return Dtypes(
+                work=xp.complex64, out=xp.float32, real_work=xp.float32, complex=True, widen=True
+            )
+        real = xp.float32 if bits == 32 else xp.float64 if bits == 64 else xp.finfo(dtype).dtype
         return Dtypes(work=dtype, out=real, real_work=real, complex=True)
     if xp.isdtype(dtype, "real floating"):
-        if dtype == xp.float64 or dtype == xp.float32:
-            return Dtypes(work=dtype, out=dtype, real_work=dtype, complex=False)
-        # float16 / bfloat16: accumulate in float32, answer in the input dtype.
-        return Dtypes(work=xp.float32, out=dtype, real_work=xp.float32, complex=False, widen=True)
+        bits = xp.finfo(dtype).bits
+        if bits < 32:
+            # float16 / bfloat16: accumulate in float32, answer in the input dtype.
+            return Dtypes(
+                work=xp.float32, out=dtype, real_work=xp.float32, complex=False, widen=True
+            )
+        native = xp.float32 if bits == 32 else xp.float64 if bits == 64 else dtype
+        return Dtypes(work=dtype, out=native, real_work=native, complex=False)
     return None
 
 
@@ -117,9 +127,19 @@ def _classify_cached(backend: Backend, dtype: Any) -> Dtypes | None:
     return info
 
 
+def same_shape(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    """Whether shapes ``a`` and ``b`` agree; a dimension unknown until compute
+    (None, or NaN as Dask gives after boolean indexing) agrees with any."""
+    if a == b:
+        return True
+    return len(a) == len(b) and all(
+        i == j or i is None or j is None or i != i or j != j for i, j in zip(a, b, strict=True)
+    )
+
+
 def check_shape(name: str, a: Any, shape: tuple[Any, ...], ref: str) -> None:
-    """Raise ``ValueError`` unless ``a.shape == shape`` (``shape`` being ``ref``'s)."""
-    if tuple(a.shape) != shape:
+    """Raise ``ValueError`` unless ``a`` has ``shape`` (``ref``'s shape)."""
+    if not same_shape(tuple(a.shape), shape):
         raise ValueError(
             f"{name} must have the shape of {ref}, {shape}, got {_describe(a)}; "
             "l2loss never broadcasts silently: reshape or broadcast it explicitly"
@@ -133,7 +153,7 @@ def check_mask(backend: Backend, where: Any, shape: tuple[Any, ...]) -> None:
             f"where must be a boolean array, got {_describe(where)}; "
             "build it with a comparison, e.g. where = ~isnan(y_ref)"
         )
-    if tuple(where.shape) != shape:
+    if not same_shape(tuple(where.shape), shape):
         raise ValueError(
             f"where must have the shape of y, {shape}, got {_describe(where)}; "
             "broadcast it explicitly, e.g. xp.broadcast_to(where, y.shape)"

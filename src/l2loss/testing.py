@@ -54,7 +54,7 @@ def to_numpy(x: Array) -> np.ndarray[Any, Any]:
         x = x.compute()
     if compat.is_torch_array(x):
         x = x.detach().cpu().resolve_conj()
-        if x.dtype.itemsize == 2 and x.dtype.is_floating_point:
+        if str(x.dtype) == "torch.bfloat16":
             x = x.float()  # NumPy has no bfloat16
         return np.asarray(x.numpy())
     if compat.is_cupy_array(x):
