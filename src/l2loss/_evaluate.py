@@ -46,9 +46,11 @@ __all__ = ["evaluate"]
 # cores, and long enough that the per-row call overhead is amortised.
 _ROW = 8192
 
-# Tiles a worker must have before a second worker is worth its hand-off
-# (about 20 us per submitted group, the time of a few tiles).
-_MIN_TILES_PER_WORKER = 2
+# Items below which one thread does all the work. Measured on the 2-core CI
+# machine (interleaved A/B, medians of 11 rounds): two workers were 0.63x as
+# fast as one at 1e5 items (the hand-off costs tens of microseconds and the
+# data sit in cache) and even from 3e5 on.
+_PARALLEL_MIN = 1 << 18
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -113,7 +115,7 @@ def evaluate(
     ndim = y.ndim
     if not backend.eager or ndim == 0:
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
-    if ndim == 1 and axes == (-1,) and y.shape[0] <= backend.tile:
+    if ndim == 1 and axes == (-1,) and y.shape[0] <= _serial_limit(backend):
         # Small 1-D input: the three kernels on the arrays as given.
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, (-1,), backend.vecdot, tangent)
     if axes != tuple(range(-len(axes), 0)):
@@ -136,7 +138,7 @@ def evaluate(
         # A transposed or strided input cannot be viewed as rows; copying it
         # would cost more than the plain expression, which is used instead.
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
-    if m * r <= backend.tile:
+    if m * r <= _serial_limit(backend):
         sq, ip = _sums(backend, dt, args, zero, tangent)
     elif m == 1:
         sq, ip = _full_reduction(backend, dt, args, zero, tangent)
@@ -145,6 +147,23 @@ def evaluate(
     sq = xp.reshape(sq, kept)
     ip = None if ip is None else xp.reshape(ip, (*batch, *kept))
     return sq, ip
+
+
+def _serial_limit(backend: Backend) -> int:
+    """Largest input computed in one piece, with no tiling."""
+    return backend.tile if backend.threads == 1 else min(backend.tile, _PARALLEL_MIN)
+
+
+def _spans(count: int, per_tile: int, backend: Backend, items: int) -> list[slice]:
+    """``range(count)`` cut into tiles of at most ``per_tile``, as many per
+    worker thread when ``items`` is worth spreading over them."""
+    if count == 0:
+        return []
+    workers = backend.threads if items >= _PARALLEL_MIN else 1
+    tiles = -(-count // per_tile)
+    tiles = min(count, -(-tiles // workers) * workers)
+    step = -(-count // max(tiles, 1))
+    return [slice(i, min(i + step, count)) for i in range(0, count, step)]
 
 
 def _view(xp: Any, a: Any, shape: tuple[int, ...]) -> Any:
@@ -168,8 +187,7 @@ def _row_tiles(
             for i in range(m)
         ]
     else:
-        step = max(1, backend.tile // max(r, 1))
-        spans = [slice(i, min(i + step, m)) for i in range(0, m, step)]
+        spans = _spans(m, max(1, backend.tile // max(r, 1)), backend, m * r)
 
         def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
             return [_sums(backend, dt, _cut(args, s, slice(None)), zero, tangent) for s in chunk]
@@ -190,8 +208,7 @@ def _full_reduction(
     rows = body // _ROW
     # (..., 1, n) -> (..., rows, _ROW): splitting the last axis is always a view.
     grid = args.map(lambda a: xp.reshape(a[..., 0, :body], (*a.shape[:-2], rows, _ROW)))
-    step = max(1, backend.tile // _ROW)
-    spans = [slice(i, min(i + step, rows)) for i in range(0, rows, step)]
+    spans = _spans(rows, max(1, backend.tile // _ROW), backend, body)
 
     def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
         return [_sums(backend, dt, _cut(grid, s, slice(None)), zero, tangent) for s in chunk]
@@ -215,7 +232,7 @@ def _map(
     back in ``spans`` order whatever the threads' timing, so sums are
     reproducible.
     """
-    workers = min(backend.threads, len(spans) // _MIN_TILES_PER_WORKER)
+    workers = min(backend.threads, len(spans))
     if workers <= 1:
         return run(spans)
     size = -(-len(spans) // workers)
