@@ -97,6 +97,21 @@ def _torch() -> Any:
     return torch
 
 
+def _jax_jvp_case(y: Any, y_ref: Any, y_dot: Any) -> Fn | None:
+    """``jax.jit(jax.jvp)`` of the loss written in ``jax.numpy`` (None without JAX)."""
+    jax = _jax()
+    if jax is None:
+        return None
+    import jax.numpy as jnp
+
+    @jax.jit
+    def jvp(y: Any, y_ref: Any, y_dot: Any) -> Any:
+        return jax.jvp(lambda v: 0.5 * jnp.sum((v - y_ref) ** 2), (y,), (y_dot,))
+
+    jy, jr, jd = (jax.device_put(v) for v in (y, y_ref, y_dot))
+    return lambda: jax.block_until_ready(jvp(jy, jr, jd))
+
+
 def cases_for(n: int, rng: np.random.Generator, k: int) -> tuple[dict[str, Fn], dict[str, int]]:
     """The float64 cases at size ``n`` and the items each must read."""
     y, y_ref, y_dot, y_ref_dot, a, b = (rng.standard_normal(n) for _ in range(6))
@@ -117,16 +132,9 @@ def cases_for(n: int, rng: np.random.Generator, k: int) -> tuple[dict[str, Fn], 
         y_dots = rng.standard_normal((k, n))
         cases["l2loss-batched"] = lambda: l2loss.l2_loss_jvp(y, y_ref, y_dots, batched=True)
         reads["l2loss-batched"] = (k + 2) * n
-    jax = _jax()
-    if jax is not None:
-        import jax.numpy as jnp
-
-        @jax.jit
-        def jvp(y: Any, y_ref: Any, y_dot: Any) -> Any:
-            return jax.jvp(lambda v: 0.5 * jnp.sum((v - y_ref) ** 2), (y,), (y_dot,))
-
-        jy, jr, jd = (jax.device_put(v) for v in (y, y_ref, y_dot))
-        cases["jax-jit-jvp"] = lambda: jax.block_until_ready(jvp(jy, jr, jd))
+    jax_case = _jax_jvp_case(y, y_ref, y_dot)
+    if jax_case is not None:
+        cases["jax-jit-jvp"] = jax_case
         reads["jax-jit-jvp"] = 3 * n
     torch = _torch()
     if torch is not None:
@@ -198,16 +206,9 @@ def bench_overhead(rounds: int, budget: float) -> dict[str, Any]:
         "l2loss": lambda: l2loss.l2_loss_jvp(y, y_ref, y_dot),
     }
     cases["l2loss-loss"] = lambda: l2loss.l2_loss(y, y_ref)
-    jax = _jax()
-    if jax is not None:
-        import jax.numpy as jnp
-
-        @jax.jit
-        def jvp(y: Any, y_ref: Any, y_dot: Any) -> Any:
-            return jax.jvp(lambda v: 0.5 * jnp.sum((v - y_ref) ** 2), (y,), (y_dot,))
-
-        jy, jr, jd = (jax.device_put(v) for v in (y, y_ref, y_dot))
-        cases["jax-jit-jvp"] = lambda: jax.block_until_ready(jvp(jy, jr, jd))
+    jax_case = _jax_jvp_case(y, y_ref, y_dot)
+    if jax_case is not None:
+        cases["jax-jit-jvp"] = jax_case
     times = measure(cases, rounds, budget)
     out: dict[str, Any] = {"us": {k: 1e6 * float(np.median(v)) for k, v in times.items()}}
     out["l2loss / bare-numpy"] = median_ratio(times["l2loss"], times["bare-numpy"])

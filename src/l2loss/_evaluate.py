@@ -115,7 +115,7 @@ def evaluate(
     ndim = y.ndim
     if not backend.eager or ndim == 0:
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
-    if ndim == 1 and axes == (-1,) and y.shape[0] <= _serial_limit(backend):
+    if ndim == 1 and axes == (-1,) and y.shape[0] <= backend.tile:
         # Small 1-D input: the three kernels on the arrays as given.
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, (-1,), backend.vecdot, tangent)
     if axes != tuple(range(-len(axes), 0)):
@@ -138,7 +138,7 @@ def evaluate(
         # A transposed or strided input cannot be viewed as rows; copying it
         # would cost more than the plain expression, which is used instead.
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
-    if m * r <= _serial_limit(backend):
+    if m * r <= backend.tile:
         sq, ip = _sums(backend, dt, args, zero, tangent)
     elif m == 1:
         sq, ip = _full_reduction(backend, dt, args, zero, tangent)
@@ -147,11 +147,6 @@ def evaluate(
     sq = xp.reshape(sq, kept)
     ip = None if ip is None else xp.reshape(ip, (*batch, *kept))
     return sq, ip
-
-
-def _serial_limit(backend: Backend) -> int:
-    """Largest input computed in one piece, with no tiling."""
-    return backend.tile if backend.threads == 1 else min(backend.tile, _PARALLEL_MIN)
 
 
 def _spans(count: int, per_tile: int, backend: Backend, items: int) -> list[slice]:

@@ -183,12 +183,18 @@ def check_axis(axis: Any, ndim: int) -> tuple[int, ...]:
     ValueError
         If ``axis`` is not None, an int or a tuple of distinct in-range ints.
     """
+    if axis is None and ndim < len(_ALL_AXES):
+        return _ALL_AXES[ndim]
     # Only exact ints are cached: 1.0 == 1 == True hash alike but are not axes.
     if axis is None or type(axis) is int:
         return _axes(axis, ndim)
     if type(axis) is tuple and all(type(a) is int for a in axis):
         return _axes(axis, ndim)
     return _axes.__wrapped__(axis, ndim)
+
+
+# axis=None for each ndim: every axis, as negative indices.
+_ALL_AXES = tuple(tuple(range(-ndim, 0)) for ndim in range(33))
 
 
 @lru_cache(maxsize=512)
