@@ -59,11 +59,12 @@ class Backend:
 _CACHE: dict[tuple[type, ...], Backend] = {}
 
 # Tile of the NumPy path: 128 Ki items (1 MiB of float64). Measured with
-# `python benchmarks/run.py --tiles` at N = 1e7 on a 2-core EPYC (2 MiB L2):
-# 0.28 of the ceiling at 8 Ki, 0.54 at 64 Ki, 0.61 at 128 Ki, 0.70 at 256 Ki
-# to 1 Mi (per-tile Python overhead amortised). 128 Ki is the largest tile
-# whose temporaries (residual, and masked inputs with `where`) stay under
-# 8 MiB with two workers.
+# `python benchmarks/run.py --tiles` at N = 1e7 on the 2-core CI machine (2 MiB
+# L2 per core): 0.63 of the ceiling at 8 Ki items, 0.65 at 128 Ki, 0.67 at
+# 512 Ki and 1 Mi (docs/_static/bench-cpu.json); an earlier run under load
+# favoured larger tiles more (0.28 at 8 Ki, 0.70 from 256 Ki). 128 Ki is the
+# largest tile whose temporaries (residual, and masked inputs with `where`)
+# stay under 8 MiB with two workers.
 _NUMPY_TILE = 1 << 17
 
 
