@@ -106,7 +106,11 @@ def _run(name: str, dtype: str, n: int, rng: np.random.Generator) -> Row:
     row = Row(name, dtype)
     try:
         _, make = BACKENDS[name]()
-    except Exception as e:  # not installed, or no device: say so, don't fail
+    except ModuleNotFoundError:
+        row.dtype, row.status = "-", "skipped: not installed"
+        return row
+    except Exception as e:  # installed but unusable (e.g. CuPy without a GPU): say so
+        row.dtype = "-"
         row.status = f"skipped: {type(e).__name__}: {str(e).splitlines()[0][:60]}"
         return row
     host = []
