@@ -60,3 +60,14 @@ def masks(draw: st.DrawFn, shape: tuple[int, ...]) -> np.ndarray[Any, Any]:
     if kind == "none":
         return np.zeros(shape, dtype=bool)
     return np.asarray(draw(hnp.arrays(np.bool_, shape)))
+
+
+@st.composite
+def problems(
+    draw: st.DrawFn, count: int = 2
+) -> tuple[str, tuple[int, ...], Any, list[np.ndarray[Any, Any]]]:
+    """A floating dtype, a shape, an axis for it, and ``count`` arrays of values."""
+    dtype = draw(st.sampled_from(FLOATING))
+    shape = draw(shapes())
+    axis = draw(axes(len(shape)))
+    return dtype, shape, axis, [draw(values(shape, dtype)) for _ in range(count)]

@@ -12,7 +12,7 @@ import reference as ref
 from backends import Backend
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import FLOATING, axes, masks, shapes, values
+from strategies import masks, problems, values
 from test_values import close, vjp_apply
 
 from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp
@@ -28,13 +28,10 @@ def poison(a: np.ndarray[Any, Any], keep: np.ndarray[Any, Any], rng: np.random.G
 
 @given(data=st.data())
 def test_masked_batched_per_sample(be: Backend, data: st.DataObject) -> None:
-    dtype = data.draw(st.sampled_from(FLOATING))
-    shape = data.draw(shapes())
-    axis = data.draw(axes(len(shape)))
+    dtype, shape, axis, (y, r) = data.draw(problems())
     keep = data.draw(masks(shape))
     k = data.draw(st.sampled_from([1, 3]))
     which = data.draw(st.sampled_from(["y_dot", "y_ref_dot", "both"]))
-    y, r = (data.draw(values(shape, dtype)) for _ in range(2))
     t = data.draw(values((k, *shape), dtype)) if which != "y_ref_dot" else None
     u = data.draw(values((k, *shape), dtype)) if which != "y_dot" else None
     rng = np.random.default_rng(0)
@@ -67,13 +64,10 @@ def test_masked_batched_per_sample(be: Backend, data: st.DataObject) -> None:
 
 @given(data=st.data())
 def test_masked_pullback_is_exactly_zero_under_false(be: Backend, data: st.DataObject) -> None:
-    dtype = data.draw(st.sampled_from(FLOATING))
-    shape = data.draw(shapes())
-    axis = data.draw(axes(len(shape)))
+    dtype, shape, axis, (y, r) = data.draw(problems())
     keep = data.draw(masks(shape))
     rng = np.random.default_rng(1)
-    y = poison(data.draw(values(shape, dtype)), keep, rng)
-    r = poison(data.draw(values(shape, dtype)), keep, rng)
+    y, r = poison(y, keep, rng), poison(r, keep, rng)
     L_shape = ref.loss(y, r, axis, keep).shape
     c = np.full(L_shape, 2.5)
     Y, R, W = be.asarray(y), be.asarray(r), be.asarray(keep)

@@ -12,7 +12,7 @@ import reference as ref
 from backends import Backend
 from hypothesis import given
 from hypothesis import strategies as st
-from strategies import FLOATING, axes, eps, shapes, values
+from strategies import eps, problems, values
 
 from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
 
@@ -38,10 +38,7 @@ def vjp_apply(y: Any, y_ref: Any, L_bar: Any, **kw: Any) -> tuple[Any, Any, Any]
 
 @given(data=st.data())
 def test_loss_and_jvp_match_reference(be: Backend, data: st.DataObject) -> None:
-    dtype = data.draw(st.sampled_from(FLOATING))
-    shape = data.draw(shapes())
-    axis = data.draw(axes(len(shape)))
-    y, r, t, u = (data.draw(values(shape, dtype)) for _ in range(4))
+    dtype, _, axis, (y, r, t, u) = data.draw(problems(4))
     full = data.draw(st.booleans())
     Y, R, T, U = (be.asarray(a) for a in (y, r, t, u))
 
@@ -59,10 +56,7 @@ def test_loss_and_jvp_match_reference(be: Backend, data: st.DataObject) -> None:
 
 @given(data=st.data())
 def test_pullback_matches_reference(be: Backend, data: st.DataObject) -> None:
-    dtype = data.draw(st.sampled_from(FLOATING))
-    shape = data.draw(shapes())
-    axis = data.draw(axes(len(shape)))
-    y, r = (data.draw(values(shape, dtype)) for _ in range(2))
+    dtype, _, axis, (y, r) = data.draw(problems())
     L_shape = ref.loss(y, r, axis).shape
     real = "float32" if dtype in ("float32", "complex64") else "float64"
     c = data.draw(values(L_shape, real))
@@ -80,10 +74,7 @@ def test_pullback_matches_reference(be: Backend, data: st.DataObject) -> None:
 
 @given(data=st.data())
 def test_grad_is_pullback_of_one(be: Backend, data: st.DataObject) -> None:
-    dtype = data.draw(st.sampled_from(FLOATING))
-    shape = data.draw(shapes())
-    axis = data.draw(axes(len(shape)))
-    y, r = (data.draw(values(shape, dtype)) for _ in range(2))
+    dtype, _, axis, (y, r) = data.draw(problems())
     Y, R = be.asarray(y), be.asarray(r)
     L, g = be.call(l2_loss_grad, Y, R, axis=axis)
     want = ref.wide(y) - ref.wide(r)
