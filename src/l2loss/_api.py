@@ -158,6 +158,18 @@ def l2_loss(y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None)
         non-boolean ``where``.
     ValueError
         For mismatched shapes or devices and an invalid ``axis``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y, y_ref = np.array([[1.0, 2.0], [3.0, 5.0]]), np.array([[1.0, 1.0], [1.0, 1.0]])
+    >>> float(l2_loss(y, y_ref))  # (0 + 1 + 4 + 16) / 2
+    10.5
+    >>> l2_loss(y, y_ref, axis=1)  # one loss per row
+    array([ 0.5, 10. ])
+    >>> y_ref[0, 1] = np.nan  # a missing target, left out by the mask
+    >>> float(l2_loss(y, y_ref, where=~np.isnan(y_ref)))
+    10.0
     """
     c = _Call(y, y_ref, None, None, axis, where, False)
     sq, _ = evaluate(c.backend, c.dt, y, y_ref, None, None, where, c.zero, c.axes, False)
@@ -206,6 +218,17 @@ def l2_loss_jvp(
     L, L_dot
         The loss, and its derivative along the tangents (real, of the dtype all
         inputs promote to; zeros when both tangents are None).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y, y_ref = np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0])
+    >>> L, L_dot = l2_loss_jvp(y, y_ref, np.array([1.0, 1.0, 1.0]))  # (0, 1, 2) . (1, 1, 1)
+    >>> float(L), float(L_dot)
+    (2.5, 3.0)
+    >>> directions = np.eye(3)  # K = 3 directions at once: the gradient
+    >>> l2_loss_jvp(y, y_ref, directions, batched=True)[1]
+    array([0., 1., 2.])
     """
     c = _Call(y, y_ref, y_dot, y_ref_dot, axis, where, batched)
     tangent = y_dot is not None or y_ref_dot is not None
@@ -241,6 +264,16 @@ def l2_loss_vjp(
         (or a Python number). The pullback holds references to ``y`` and
         ``y_ref``, not an N-sized residual; ``y_bar`` has ``y``'s dtype and
         ``y_ref_bar`` has ``y_ref``'s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y, y_ref = np.array([[1.0, 2.0], [3.0, 5.0]]), np.ones((2, 2))
+    >>> L, pullback = l2_loss_vjp(y, y_ref, axis=1)
+    >>> y_bar, y_ref_bar = pullback(np.array([1.0, 0.5]))  # L_bar per row
+    >>> y_bar
+    array([[0., 1.],
+           [1., 2.]])
     """
     c = _Call(y, y_ref, None, None, axis, where, False)
     sq, _ = evaluate(c.backend, c.dt, y, y_ref, None, None, where, c.zero, c.axes, False)
@@ -257,6 +290,13 @@ def l2_loss_grad(
     of gradient descent: :math:`\nabla_y L = y - y_{ref}` (0 where ``where`` is
     False). With ``axis``, it is the gradient of the sum of the per-sample
     losses. The gradient with respect to ``y_ref`` is its negative.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> L, grad = l2_loss_grad(np.array([1.0, 2.0, 3.0]), np.array([1.0, 1.0, 1.0]))
+    >>> grad
+    array([0., 1., 2.])
     """
     L, pullback = l2_loss_vjp(y, y_ref, axis=axis, where=where)
     y_bar, _ = pullback(1.0)
