@@ -112,12 +112,16 @@ def test_thread_safety(be: Backend) -> None:
     ]
 
     def run(p: tuple[Any, ...]) -> tuple[Any, ...]:
-        with be.computing():
-            return tuple(be.to_numpy(a) for a in be.call(l2_loss_jvp, *p))
+        return tuple(be.call(l2_loss_jvp, *p))
 
-    sequential = [run(p) for p in problems]
+    def host(results: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        # Read back in this thread: Dask's scheduler setting (be.computing) is
+        # process-wide, so it cannot be switched per worker thread.
+        return [tuple(be.to_numpy(a) for a in r) for r in results]
+
+    sequential = host([run(p) for p in problems])
     with ThreadPoolExecutor(4) as pool:
-        concurrent = list(pool.map(run, problems))
+        concurrent = host(list(pool.map(run, problems)))
     for s, c in zip(sequential, concurrent, strict=True):
         np.testing.assert_array_equal(s[0], c[0])
         np.testing.assert_array_equal(s[1], c[1])
