@@ -66,7 +66,7 @@ def client() -> Iterator[Any]:
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: 8787 may be taken
             memory_limit="1GiB",
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as c,
