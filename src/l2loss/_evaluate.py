@@ -5,7 +5,7 @@ whole arrays; their compilers and schedulers fuse and chunk it.
 
 Eager backends (NumPy, PyTorch, CuPy) would write and re-read N-sized
 temporaries with the plain expression (``d = y - y_ref`` alone is N items),
-which costs about three quarters of the memory bandwidth. There the inputs are
+twice the memory traffic the rule needs. There the inputs are
 viewed as ``(M, R)`` (kept axes x reduced axes, reduced axes trailing) and cut
 into tiles of about ``Backend.tile`` items; each tile is read once, its
 residual lives in cache, and per-tile sums are combined in a final small
@@ -49,7 +49,8 @@ _ROW = 8192
 # Items below which one thread does all the work. Measured on the 2-core CI
 # machine (interleaved A/B, medians of 11 rounds): two workers were 0.63x as
 # fast as one at 1e5 items (the hand-off costs tens of microseconds and the
-# data sit in cache) and even from 3e5 on.
+# data sit in cache) and level with one from 3e5 to 1e7 in that run; an
+# earlier run at 1e7 gave 0.86 of the ceiling with two against 0.64 with one.
 _PARALLEL_MIN = 1 << 18
 
 _POOL: ThreadPoolExecutor | None = None

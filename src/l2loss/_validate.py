@@ -86,16 +86,8 @@ def dtypes_of(backend: Backend, names: tuple[str, ...], arrays: tuple[Any, ...])
     TypeError
         If an array is not of a real or complex floating dtype.
     """
-    # Common case first, with no promotion and one cache lookup: every array
-    # of one dtype already classified (only floating dtypes are cached).
-    dtype = arrays[0].dtype
-    for a in arrays:
-        if a.dtype is not dtype:
-            break
-    else:
-        known = _DTYPES.get((id(backend.xp), dtype))
-        if known is not None:
-            return known
+    # Called once per combination of input dtypes (the caller caches the
+    # answer), so clarity wins over speed here.
     widen = False
     for name, a in zip(names, arrays, strict=True):
         kind = _classify_cached(backend, a.dtype)
