@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import importlib.util
 import os
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ from typing import Any
 
 import array_api_compat as compat
 import numpy as np
+import pytest
 
 from l2loss.testing import to_numpy
 
@@ -163,6 +165,18 @@ def _make(name: str) -> Backend:
         cupy.cuda.runtime.getDeviceCount()  # raises without a CUDA device
         return Backend(name, compat.array_namespace(cupy.empty(0)), low_precision=("float16",))
     raise ValueError(name)
+
+
+def session_modules(backend: str, *modules: str, why: str) -> list[Any]:
+    """For a test module that belongs to ``backend``'s session: skip it (with
+    ``why``) where that backend is not selected, and import ``modules``. In the
+    backend's own session they must import (a missing one is an error, never a
+    skip); in a run of every backend a missing one skips the module."""
+    if backend not in selected():
+        pytest.skip(why, allow_module_level=True)
+    if os.environ.get("L2LOSS_BACKEND") == backend:
+        return [importlib.import_module(m) for m in modules]
+    return [pytest.importorskip(m) for m in modules]
 
 
 def selected() -> list[str]:

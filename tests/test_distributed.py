@@ -19,7 +19,6 @@ selected; skipped otherwise.
 from __future__ import annotations
 
 import itertools
-import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,21 +26,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-from backends import Backend, EarlyCompute, selected
-
-if "dask" not in selected():
-    pytest.skip("the Dask distributed tests run in the dask session", allow_module_level=True)
-if os.environ.get("L2LOSS_BACKEND") == "dask":
-    # The dask session must really test on a cluster, never skip for want of one.
-    import dask
-    import dask.array as da
-    import distributed
-else:
-    dask = pytest.importorskip("dask")
-    da = pytest.importorskip("dask.array")
-    distributed = pytest.importorskip("distributed")
+from backends import Backend, EarlyCompute, session_modules
 
 from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
+
+dask, da, distributed = session_modules(
+    "dask",
+    "dask",
+    "dask.array",
+    "distributed",
+    why="the Dask distributed tests run in the dask session",
+)
 
 # Only the dask backend: the module's tests are about Dask, whatever else is installed.
 pytestmark = pytest.mark.parametrize("be", ["dask"], indirect=True)

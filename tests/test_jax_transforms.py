@@ -12,22 +12,16 @@ selected; skipped otherwise.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
-from backends import Backend, selected
-
-if "jax" not in selected():
-    pytest.skip("the JAX transformation tests run in the jax session", allow_module_level=True)
-if os.environ.get("L2LOSS_BACKEND") == "jax":
-    import jax
-else:
-    jax = pytest.importorskip("jax")
+from backends import Backend, session_modules
 
 from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
+
+(jax,) = session_modules("jax", "jax", why="the JAX transformation tests run in the jax session")
 
 # The eager JAX backend (its fixture turns on float64); the transformations are the tests'.
 pytestmark = pytest.mark.parametrize("be", ["jax"], indirect=True)

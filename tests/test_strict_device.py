@@ -14,22 +14,18 @@ selected; skipped otherwise.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from backends import Backend, selected
-
-if "strict" not in selected():
-    pytest.skip("the array-api-strict tests run in the strict session", allow_module_level=True)
-if os.environ.get("L2LOSS_BACKEND") == "strict":
-    import array_api_strict as xps
-else:
-    xps = pytest.importorskip("array_api_strict")
+from backends import Backend, session_modules
 
 from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
+
+(xps,) = session_modules(
+    "strict", "array_api_strict", why="the array-api-strict tests run in the strict session"
+)
 
 pytestmark = pytest.mark.parametrize("be", ["strict"], indirect=True)
 
