@@ -113,15 +113,46 @@ def evaluate(
     batch axis of the tangents when they carry one.
     """
     xp = backend.xp
-    ndim = y.ndim
-    if not backend.eager or ndim == 0:
-        return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
-    if ndim == 1 and axes == (-1,) and y.shape[0] <= backend.tile:
+    if backend.eager and y.ndim == 1 and axes == (-1,) and y.shape[0] <= backend.tile:
         # Small 1-D input: the three kernels on the arrays as given.
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, (-1,), backend.vecdot, tangent)
-    if axes != tuple(range(-len(axes), 0)):
+    rows = _as_rows(backend, y, y_ref, y_dot, y_ref_dot, mask, axes)
+    if rows is None:
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
+    args, kept, batch = rows
+    m, r = args.y.shape
+    if m * r <= backend.tile:
+        sq, ip = _sums(backend, dt, args, zero, tangent)
+    elif m == 1:
+        sq, ip = _full_reduction(backend, dt, args, zero, tangent)
+    else:
+        sq, ip = _row_tiles(backend, dt, args, zero, tangent, r)
+    sq = xp.reshape(sq, kept)
+    ip = None if ip is None else xp.reshape(ip, (*batch, *kept))
+    return sq, ip
 
+
+def _as_rows(
+    backend: Backend,
+    y: Any,
+    y_ref: Any,
+    y_dot: Any,
+    y_ref_dot: Any,
+    mask: Any,
+    axes: tuple[int, ...],
+) -> tuple[_Operands, tuple[int, ...], tuple[int, ...]] | None:
+    """The operands viewed as ``(M, R)`` rows (kept x reduced axes; tangents
+    ``(K, M, R)``), with the kept shape and the batch shape ``(K,)`` or ``()``.
+
+    None where the tiles do not apply and the plain expression is used: lazy
+    backends, 0-d inputs, reduced axes that are not trailing, and inputs that
+    cannot be viewed as rows without a copy (transposed, strided), whose copy
+    would cost more than the plain expression.
+    """
+    ndim = y.ndim
+    if not backend.eager or ndim == 0 or axes != tuple(range(-len(axes), 0)):
+        return None
+    xp = backend.xp
     kept = tuple(y.shape[: ndim - len(axes)])
     m = math.prod(kept)
     r = math.prod(y.shape[ndim - len(axes) :])
@@ -136,18 +167,8 @@ def evaluate(
             _view(xp, mask, (m, r)),
         )
     except (ValueError, AttributeError):
-        # A transposed or strided input cannot be viewed as rows; copying it
-        # would cost more than the plain expression, which is used instead.
-        return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
-    if m * r <= backend.tile:
-        sq, ip = _sums(backend, dt, args, zero, tangent)
-    elif m == 1:
-        sq, ip = _full_reduction(backend, dt, args, zero, tangent)
-    else:
-        sq, ip = _row_tiles(backend, dt, args, zero, tangent, r)
-    sq = xp.reshape(sq, kept)
-    ip = None if ip is None else xp.reshape(ip, (*batch, *kept))
-    return sq, ip
+        return None
+    return args, kept, tuple(batch)
 
 
 def _spans(count: int, per_tile: int, backend: Backend, items: int) -> list[slice]:
