@@ -28,31 +28,39 @@ Pullback = Callable[[Array], tuple[Array, Array]]
 
 _NAMES = ("y", "y_ref", "y_dot", "y_ref_dot", "where")
 
-# (namespace, dtypes of y, y_ref, y_dot, y_ref_dot) -> (working dtypes, dtype of L).
-# Dtype promotion and classification run once per combination, not per call.
-_CALL_DTYPES: dict[tuple[Any, ...], tuple[Dtypes, Any]] = {}
+# (types of the five arguments, dtypes of the four arrays) -> (backend, working
+# dtypes, dtype of L). Namespace resolution, dtype promotion and classification
+# run once per combination, and a call pays one dictionary lookup.
+_RESOLVED: dict[tuple[Any, ...], tuple[Backend, Dtypes, Any]] = {}
 
 
-def _dtypes(
-    backend: Backend, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array
-) -> tuple[Dtypes, Any]:
+def _resolve(
+    y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array
+) -> tuple[Backend, Dtypes, Any]:
+    """The backend, working dtypes and dtype of L of one call (validated)."""
     key = (
-        id(backend.xp),
-        y.dtype,
-        y_ref.dtype,
-        None if y_dot is None else y_dot.dtype,
-        None if y_ref_dot is None else y_ref_dot.dtype,
+        type(y),
+        type(y_ref),
+        type(y_dot),
+        type(y_ref_dot),
+        type(where),
+        getattr(y, "dtype", None),
+        getattr(y_ref, "dtype", None),
+        getattr(y_dot, "dtype", None),
+        getattr(y_ref_dot, "dtype", None),
     )
-    known = _CALL_DTYPES.get(key)
+    known = _RESOLVED.get(key)
     if known is not None:
         return known
+    backend = backend_of(_NAMES, (y, y_ref, y_dot, y_ref_dot, where))
     arrays = (y, y_ref, y_dot, y_ref_dot)
     given = [(n, a) for n, a in zip(_NAMES[:4], arrays, strict=True) if a is not None]
     dt = dtypes_of(backend, tuple(n for n, _ in given), tuple(a for _, a in given))
     # L has the real dtype of y and y_ref alone; L_dot that of every input.
     out = dtypes_of(backend, ("y", "y_ref"), (y, y_ref)).out
-    _CALL_DTYPES[key] = (dt, out)
-    return dt, out
+    # Only combinations that passed validation are remembered.
+    known = _RESOLVED[key] = (backend, dt, out)
+    return known
 
 
 class _Call:
@@ -70,8 +78,7 @@ class _Call:
         where: Array,
         batched: bool,
     ) -> None:
-        arrays = (y, y_ref, y_dot, y_ref_dot, where)
-        backend = backend_of(_NAMES, arrays)
+        backend, self.dt, self.L_dtype = _resolve(y, y_ref, y_dot, y_ref_dot, where)
         shape = y.shape
         if y_ref.shape != shape:
             check_shape("y_ref", y_ref, tuple(shape), "y")
@@ -85,8 +92,8 @@ class _Call:
                 check_shape("y_ref_dot", y_ref_dot, tuple(shape), "y")
         if where is not None:
             check_mask(backend, where, tuple(shape))
-        self.dt, self.L_dtype = _dtypes(backend, y, y_ref, y_dot, y_ref_dot)
         if backend.check_devices:
+            arrays = (y, y_ref, y_dot, y_ref_dot, where)
             given = [(n, a) for n, a in zip(_NAMES, arrays, strict=True) if a is not None]
             check_devices(tuple(n for n, _ in given), tuple(a for _, a in given))
         self.axes = check_axis(axis, len(shape))
