@@ -5,6 +5,7 @@ tiled evaluation: rows, worker threads, partial sums)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from strategies import eps
 from test_values import vjp_apply
 
 from l2loss import l2_loss_jvp
+from l2loss._evaluate import _ROW
 
 ROWS, COLS = 3, 150_001  # 450 003 items: several tiles, rows and a ragged tail
 
@@ -72,6 +74,27 @@ def test_large_inputs_match_reference(be: Backend, dtype: str, kind: str) -> Non
     # one rounding of 2 (y - y_ref) in the output dtype (float16: float32 inside)
     rtol = {"complex64": 1e-6, "complex128": 1e-15, "float16": 2.0**-10}[dtype]
     np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-30)
+
+
+@pytest.mark.parametrize("rows", [3, 12])
+def test_rows_longer_than_one_dot(be: Backend, rows: int) -> None:
+    """Per-sample sums over rows longer than one BLAS dot (on NumPy each row is
+    summed in several calls, see ``Backend.dot``), in one tile (3 rows) or
+    several (12), agree with exactly rounded sums row by row."""
+    cols = 2 * _ROW + 7
+    rng = np.random.default_rng(rows)
+    y, r, t, u = (rng.standard_normal((rows, cols)) for _ in range(4))
+    L, Ld = be.call(l2_loss_jvp, *(be.asarray(a) for a in (y, r, t, u)), axis=-1)
+    L, Ld = be.to_numpy(L), be.to_numpy(Ld)
+    assert L.shape == Ld.shape == (rows,)
+    eps64 = np.finfo(np.float64).eps
+    d = y - r  # exact: both compute this residual, rounded once
+    for i in range(rows):
+        want_L = 0.5 * math.fsum(d[i] * d[i])
+        want_Ld = math.fsum(d[i] * t[i]) - math.fsum(d[i] * u[i])
+        scale = math.fsum(np.abs(d[i] * t[i])) + math.fsum(np.abs(d[i] * u[i]))
+        assert abs(L[i] - want_L) <= 6 * eps64 * want_L, i
+        assert abs(Ld[i] - want_Ld) <= 6 * eps64 * scale, i
 
 
 @pytest.mark.parametrize("dtype", [">f8", ">c16", ">f4"])

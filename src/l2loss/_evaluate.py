@@ -14,11 +14,14 @@ tile) is additionally viewed as rows of ``_ROW`` items, so each tile is a batch
 of short BLAS dots: single-threaded inside BLAS (OpenBLAS threads a dot only
 above 10 000 items), cheap to spread over ``Backend.threads`` Python worker
 threads (NumPy releases the GIL in its kernels), and a pairwise-like
-combination of short partial sums that keeps float32 accurate.
+combination of short partial sums that keeps float32 accurate. Shorter
+per-sample rows that are still longer than one ``Backend.dot`` are summed in
+several dots by ``_rule``.
 
-Inputs of at most one tile skip all of this: one call of ``_rule.sums`` on the
-arrays as given (no reshape), so a call on 10 items costs little more than the
-three kernels it needs.
+A 1-D input of at most ``Backend.short`` items (a tile, or one dot on NumPy)
+skips all of this: one call of ``_rule.sums`` on the arrays as given (no
+reshape), so a call on 10 items costs little more than the three kernels it
+needs.
 
 Every temporary is at most one tile (per worker) plus ``N / _ROW`` partial
 sums: 1 MiB of float64 per worker instead of the plain expression's N items.
@@ -41,10 +44,10 @@ from ._validate import Dtypes
 
 __all__ = ["evaluate"]
 
-# Row length of the blocked reductions: below OpenBLAS's threshold for
-# threading a dot (10_000), so our worker threads do not oversubscribe the
-# cores, and long enough that the per-row call overhead is amortised.
-_ROW = 8192
+# Row length of the blocked reductions: OpenBLAS's longest single-threaded dot
+# (NumPy's ``Backend.dot``), so that our worker threads do not compete with
+# OpenBLAS's, and long enough that the per-row call overhead is amortised.
+_ROW = 10_000
 
 # Items below which one thread does all the work. Measured on the 2-core CI
 # machine (interleaved A/B, medians of 11 rounds): two workers were 0.63x as
@@ -92,7 +95,7 @@ class _Operands(NamedTuple):
 
 def _sums(backend: Backend, dt: Dtypes, o: _Operands, zero: Any, tangent: bool) -> tuple[Any, Any]:
     """``_rule.sums`` over the last axis of one tile."""
-    return sums(backend.xp, dt, *o, zero, (-1,), backend.vecdot, tangent)
+    return sums(backend.xp, dt, *o, zero, (-1,), backend.dot, tangent)
 
 
 def evaluate(
@@ -113,18 +116,22 @@ def evaluate(
     batch axis of the tangents when they carry one.
     """
     xp = backend.xp
-    if backend.eager and y.ndim == 1 and axes == (-1,) and y.shape[0] <= backend.tile:
-        # Small 1-D input: the three kernels on the arrays as given.
-        return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, (-1,), backend.vecdot, tangent)
+    if backend.eager and y.ndim == 1 and axes == (-1,):
+        # 1-D, the common case, needs no (M, R) view.
+        if y.shape[0] <= backend.short:
+            # Small: the three kernels on the arrays as given.
+            return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, (-1,), backend.dot, tangent)
+        o = _Operands(y, y_ref, y_dot, y_ref_dot, mask)
+        return _full_reduction(backend, dt, o, zero, tangent)
     rows = _as_rows(backend, y, y_ref, y_dot, y_ref_dot, mask, axes)
     if rows is None:
-        return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, False, tangent)
+        return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, 0, tangent)
     args, kept, batch = rows
     m, r = args.y.shape
-    if m * r <= backend.tile:
+    if m == 1 and r > _ROW:
+        sq, ip = _full_reduction(backend, dt, _cut(args, 0, slice(None)), zero, tangent)
+    elif m * r <= backend.tile:
         sq, ip = _sums(backend, dt, args, zero, tangent)
-    elif m == 1:
-        sq, ip = _full_reduction(backend, dt, args, zero, tangent)
     else:
         sq, ip = _row_tiles(backend, dt, args, zero, tangent, r)
     sq = xp.reshape(sq, kept)
@@ -188,7 +195,7 @@ def _view(xp: Any, a: Any, shape: tuple[int, ...]) -> Any:
     return None if a is None else xp.reshape(a, shape, copy=False)
 
 
-def _cut(o: _Operands, rows: slice, cols: slice) -> _Operands:
+def _cut(o: _Operands, rows: int | slice, cols: slice) -> _Operands:
     return o.map(lambda a: a[..., rows, cols])
 
 
@@ -197,45 +204,46 @@ def _row_tiles(
 ) -> tuple[Any, Any]:
     """Per-sample sums: tiles of whole rows, or each long row on its own."""
     xp = backend.xp
-    m = args[0].shape[-2]
+    m = args.y.shape[-2]
     if r > backend.tile:
         parts = [
-            _full_reduction(backend, dt, _cut(args, slice(i, i + 1), slice(None)), zero, tangent)
+            _full_reduction(backend, dt, _cut(args, i, slice(None)), zero, tangent)
             for i in range(m)
         ]
-    else:
-        spans = _spans(m, max(1, backend.tile // max(r, 1)), backend, m * r)
+        sq = xp.stack([p[0] for p in parts], axis=-1)
+        return sq, (xp.stack([p[1] for p in parts], axis=-1) if tangent else None)
+    spans = _spans(m, max(1, backend.tile // max(r, 1)), backend, m * r)
 
-        def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
-            return [_sums(backend, dt, _cut(args, s, slice(None)), zero, tangent) for s in chunk]
+    def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
+        return [_sums(backend, dt, _cut(args, s, slice(None)), zero, tangent) for s in chunk]
 
-        parts = _map(backend, run, spans)
+    parts = _map(backend, run, spans)
     sq = xp.concat([p[0] for p in parts], axis=-1)
-    ip = xp.concat([p[1] for p in parts], axis=-1) if tangent else None
-    return sq, ip
+    return sq, (xp.concat([p[1] for p in parts], axis=-1) if tangent else None)
 
 
 def _full_reduction(
-    backend: Backend, dt: Dtypes, args: _Operands, zero: Any, tangent: bool
+    backend: Backend, dt: Dtypes, o: _Operands, zero: Any, tangent: bool
 ) -> tuple[Any, Any]:
-    """Sums over the single row of ``(..., 1, n)`` views, tile by tile."""
+    """Sums over the whole last axis of ``o`` (tangents may carry a leading
+    batch axis), as rows of ``_ROW`` items, tile by tile: ``sq`` of shape
+    ``()``, ``ip`` of the batch shape."""
     xp = backend.xp
-    n = args[0].shape[-1]
-    body = n - n % _ROW
-    rows = body // _ROW
-    # (..., 1, n) -> (..., rows, _ROW): splitting the last axis is always a view.
-    grid = args.map(lambda a: xp.reshape(a[..., 0, :body], (*a.shape[:-2], rows, _ROW)))
+    n = o.y.shape[-1]
+    rows, rest = divmod(n, _ROW)
+    body = n - rest
+    # (..., n) -> (..., rows, _ROW): splitting the last axis is always a view.
+    grid = o.map(lambda a: xp.reshape(a[..., :body], (*a.shape[:-1], rows, _ROW)))
     spans = _spans(rows, max(1, backend.tile // _ROW), backend, body)
 
     def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
         return [_sums(backend, dt, _cut(grid, s, slice(None)), zero, tangent) for s in chunk]
 
     parts = _map(backend, run, spans)
-    if body < n:
-        parts.append(_sums(backend, dt, _cut(args, slice(None), slice(body, n)), zero, tangent))
-    return _total(xp, dt, [p[0] for p in parts]), (
-        _total(xp, dt, [p[1] for p in parts]) if tangent else None
-    )
+    if rest:
+        parts.append(_sums(backend, dt, o.map(lambda a: a[..., None, body:]), zero, tangent))
+    sq = _total(xp, dt, [p[0] for p in parts])
+    return sq, (_total(xp, dt, [p[1] for p in parts]) if tangent else None)
 
 
 def _map(
@@ -264,11 +272,12 @@ def _map(
 
 
 def _total(xp: Any, dt: Dtypes, parts: list[Any]) -> Any:
-    """Sum per-row partial sums (``(..., rows)`` each) into ``(..., 1)``.
+    """Sum per-row partial sums (``(..., rows)`` each) over their last axis.
 
     The partials are few (n / _ROW); summing them in float64 makes the
     float32 result as accurate as its rows.
     """
-    p = xp.concat(parts, axis=-1)
+    p = parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
     wide = xp.float64 if dt.real_work == xp.float32 else dt.real_work
-    return xp.astype(xp.sum(p, axis=-1, keepdims=True, dtype=wide), dt.real_work)
+    total = xp.sum(p, axis=-1, dtype=wide)
+    return total if wide == dt.real_work else xp.astype(total, dt.real_work)

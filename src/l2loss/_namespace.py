@@ -37,10 +37,18 @@ class Backend:
     tile
         Elements per tile on the eager path (see ``benchmarks/run.py --tiles``
         for the measurements that chose it).
-    vecdot
-        Whether ``vecdot`` is the fast and accurate inner product (NumPy and
-        CuPy: BLAS-backed dots). array-api-compat's PyTorch ``vecdot`` is a
-        batched matmul that sums sequentially; ``sum(a * b)`` uses PyTorch's
+    short
+        Longest 1-D input computed in one piece, with no tiles: a tile, or
+        one ``dot`` where that is shorter.
+    dot
+        How inner products are taken. > 0: by ``vecdot`` (BLAS-backed on
+        NumPy and CuPy), in calls over at most ``dot`` items, so that NumPy's
+        OpenBLAS never starts its own threads for them (it threads dots of
+        more than 10 000 items; right after a NumPy subtraction such a dot
+        cost 3x to 4x the single-threaded one on the 2-core CI machine, and
+        l2loss's worker threads would compete with OpenBLAS's). 0: as
+        ``sum(a * b)``, for PyTorch, whose array-api-compat ``vecdot`` is a
+        batched matmul that sums sequentially, while ``sum`` uses PyTorch's
         cascade summation and is exact to a few ulps.
     check_devices
         Whether devices must be compared (meaningless on NumPy and Dask;
@@ -52,8 +60,9 @@ class Backend:
     eager: bool
     threads: int
     tile: int
+    short: int
     check_devices: bool
-    vecdot: bool = True
+    dot: int = 1 << 62
 
 
 _CACHE: dict[tuple[type, ...], Backend] = {}
@@ -76,6 +85,11 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+# The longest dot OpenBLAS computes on one thread (its x86-64 ddot threads
+# above 10 000 items; measured after a NumPy subtraction: 7.1 us at 10 000
+# items, 12.0 us at 10 001).
+_OPENBLAS_SERIAL_DOT = 10_000
+
 # Worker threads of the NumPy path. A few threads already draw the full memory
 # bandwidth of a socket; more only add hand-offs.
 _NUMPY_THREADS = max(1, min(_cores(), 8))
@@ -89,20 +103,31 @@ def _classify(xp: Any, sample: Any) -> Backend:
             eager=True,
             threads=_NUMPY_THREADS,
             tile=_NUMPY_TILE,
+            short=_OPENBLAS_SERIAL_DOT,
             check_devices=False,
+            dot=_OPENBLAS_SERIAL_DOT,
         )
     if compat.is_torch_array(sample):
         return Backend(
-            xp, "torch", eager=True, threads=1, tile=1 << 20, check_devices=True, vecdot=False
+            xp,
+            "torch",
+            eager=True,
+            threads=1,
+            tile=1 << 20,
+            short=1 << 20,
+            check_devices=True,
+            dot=0,
         )
     if compat.is_cupy_array(sample):
-        return Backend(xp, "cupy", eager=True, threads=1, tile=1 << 24, check_devices=True)
+        return Backend(
+            xp, "cupy", eager=True, threads=1, tile=1 << 24, short=1 << 24, check_devices=True
+        )
     if compat.is_jax_array(sample):
-        return Backend(xp, "jax", eager=False, threads=1, tile=0, check_devices=False)
+        return Backend(xp, "jax", eager=False, threads=1, tile=0, short=0, check_devices=False)
     if compat.is_dask_array(sample):
-        return Backend(xp, "dask", eager=False, threads=1, tile=0, check_devices=False)
+        return Backend(xp, "dask", eager=False, threads=1, tile=0, short=0, check_devices=False)
     name = getattr(xp, "__name__", type(sample).__module__).split(".")[0]
-    return Backend(xp, name, eager=False, threads=1, tile=0, check_devices=True)
+    return Backend(xp, name, eager=False, threads=1, tile=0, short=0, check_devices=True)
 
 
 def backend_of(names: tuple[str, ...], arrays: tuple[Any, ...]) -> Backend:
