@@ -62,16 +62,29 @@ def _timer(fn: Fn, budget: float) -> tuple[Fn, int]:
     return timed, number
 
 
-def measure(cases: dict[str, Fn], rounds: int, budget: float) -> dict[str, list[float]]:
-    """Seconds per call of every case, ``rounds`` times, cases interleaved."""
+# Pause before each timed case: the thread pools of the case timed before it
+# keep spinning on the cores after their last call (OpenBLAS's threads hold a
+# core for about 0.1 s after a two-thread np.dot: `python benchmarks/probe.py`;
+# OpenMP and XLA pools may do the same), and the next case would find one core
+# taken. After the pause one untimed call warms the case up again (caches,
+# clock), so every case is timed in its own steady state. ``--gap 0.002``
+# gives the busier machine of earlier versions of this script.
+GAP = 0.3
+
+
+def measure(
+    cases: dict[str, Fn], rounds: int, budget: float, gap: float | None = None
+) -> dict[str, list[float]]:
+    """Seconds per call of every case, ``rounds`` times, cases interleaved,
+    each after ``gap`` seconds (default ``GAP``) of pause and one warm-up call."""
+    gap = GAP if gap is None else gap
     timers = {k: _timer(f, budget)[0] for k, f in cases.items()}
     out: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(rounds):
         for k, t in timers.items():
+            time.sleep(gap)
+            cases[k]()
             out[k].append(t())
-            # Let the thread pools of the case just timed (OpenMP, OpenBLAS,
-            # XLA) stop spinning before the next case takes the cores.
-            time.sleep(0.002)
     return out
 
 
@@ -256,34 +269,58 @@ def bench_float32(n: int, rounds: int, budget: float) -> dict[str, Any]:
     return out
 
 
-def bench_tiles(n: int, tiles: list[int], rounds: int, budget: float) -> dict[str, float]:
-    """Fraction of the ceiling of the NumPy fast path at ``n`` for each tile size."""
-    from l2loss import _namespace
+def numpy_variants(
+    y: Any, y_ref: Any, y_dot: Any, trait: str, values: list[int]
+) -> dict[int, Callable[[], None]]:
+    """For each value of a ``Backend`` trait of the NumPy path, a function that
+    makes l2loss's calls on these arrays use it (and ``-1``: the original).
 
+    It swaps the variant into l2loss's per-call cache (``_api._RESOLVED``,
+    which every call reads first), and checks that the swap reaches the call.
+    """
+    from l2loss import _api
+
+    l2loss.l2_loss_jvp(y, y_ref, y_dot)  # fills the cache
+    entries = {k: v for k, v in _api._RESOLVED.items() if v[0].name == "numpy"}
+    original = next(iter(entries.values()))[0]
+    out: dict[int, Callable[[], None]] = {}
+    for value in [*values, -1]:
+        backend = original if value == -1 else dataclasses.replace(original, **{trait: value})
+        swap = {k: (backend, *v[1:]) for k, v in entries.items()}
+        out[value] = lambda swap=swap: _api._RESOLVED.update(swap)
+        out[value]()
+        # Or every variant would time the same thing.
+        assert _api._resolve(y, y_ref, y_dot, None, None)[0] is backend
+    out[-1]()
+    return out
+
+
+def bench_trait(
+    n: int, trait: str, values: list[int], rounds: int, budget: float
+) -> dict[str, float]:
+    """Fraction of the ceiling of the NumPy fast path at ``n`` for each value of
+    a ``Backend`` trait (``tile``: items per tile; ``threads``: worker threads)."""
     rng = np.random.default_rng(3)
     y, y_ref, y_dot, a, b = (rng.standard_normal(n) for _ in range(5))
-    l2loss.l2_loss(y, y_ref)  # fills the namespace cache
-    key = (np.ndarray,) * 3
-    original = _namespace.backend_of(("y", "y_ref", "y_dot"), (y, y_ref, y_dot))
+    use = numpy_variants(y, y_ref, y_dot, trait, values)
     cases: dict[str, Fn] = {"ceiling": lambda: np.dot(a, b)}
-    for tile in tiles:
-        backend = dataclasses.replace(original, tile=tile)
+    for value in values:
 
-        def call(backend: Any = backend) -> Any:
-            _namespace._CACHE[key] = backend
+        def call(value: int = value) -> Any:
+            use[value]()
             return l2loss.l2_loss_jvp(y, y_ref, y_dot)
 
-        cases[str(tile)] = call
+        cases[str(value)] = call
     try:
         times = measure(cases, rounds, budget)
     finally:
-        _namespace._CACHE[key] = original
+        use[-1]()
     out = {
-        t: median_ratio([tc * 1.5 for tc in times["ceiling"]], times[t])
-        for t in cases
-        if t != "ceiling"
+        v: median_ratio([tc * 1.5 for tc in times["ceiling"]], times[v])
+        for v in cases
+        if v != "ceiling"
     }
-    print(f"tiles at N={n:.0e}: " + "  ".join(f"{t}={r:.2f}" for t, r in out.items()), flush=True)
+    print(f"{trait} at N={n:.0e}: " + "  ".join(f"{v}={r:.2f}" for v, r in out.items()), flush=True)
     return out
 
 
@@ -354,13 +391,21 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global GAP
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer sizes and rounds (< 1 minute)")
     p.add_argument("--rounds", type=int, help="rounds per size (default 15, quick 5)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "_static", help="output folder")
     p.add_argument("--name", default="bench-cpu", help="stem of the JSON and PNG files")
     p.add_argument("--tiles", action="store_true", help="also sweep the NumPy tile size")
+    p.add_argument("--threads", action="store_true", help="also sweep the NumPy worker threads")
+    p.add_argument(
+        "--gap",
+        type=float,
+        help=f"seconds of pause before each case (default {GAP}, quick {GAP / 2})",
+    )
     args = p.parse_args(argv)
+    GAP = args.gap if args.gap is not None else GAP / 2 if args.quick else GAP
     rounds = args.rounds or (5 if args.quick else 15)
     budget = 0.002 if args.quick else 0.01
     if args.quick:
@@ -374,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
             [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
         ),
         "rounds": rounds,
+        "gap_seconds": GAP,
         "machine": machine(),
         "overhead_n10": bench_overhead(rounds, budget),
         "sizes": bench_sizes(sizes, rounds, budget, k=8),
@@ -381,7 +427,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.tiles:
         tiles = [1 << 13, 1 << 14, 1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 19, 1 << 20]
-        result["tiles"] = {str(n): bench_tiles(n, tiles, rounds, budget) for n in (10**6, 10**7)}
+        result["tiles"] = {
+            str(n): bench_trait(n, "tile", tiles, rounds, budget) for n in (10**6, 10**7)
+        }
+    if args.threads:
+        counts = sorted({1, 2, os.cpu_count() or 1})
+        result["threads"] = {
+            str(n): bench_trait(n, "threads", counts, rounds, budget)
+            for n in (3 * 10**5, 10**6, 10**7)
+        }
     result["wall_seconds"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"{args.name}.json"
