@@ -49,11 +49,9 @@ __all__ = ["evaluate"]
 # OpenBLAS's, and long enough that the per-row call overhead is amortised.
 _ROW = 10_000
 
-# Items below which one thread does all the work. Measured on the 2-core CI
-# machine (interleaved A/B, medians of 11 rounds): two workers were 0.63x as
-# fast as one at 1e5 items (the hand-off costs tens of microseconds and the
-# data sit in cache) and level with one from 3e5 to 1e7 in that run; an
-# earlier run at 1e7 gave 0.86 of the ceiling with two against 0.64 with one.
+# Items below which one thread does all the work: handing a tile to a worker
+# costs tens of microseconds, as much as the work on a few tiles in cache.
+# (For the measured worth of workers above it, see _NUMPY_THREADS.)
 _PARALLEL_MIN = 1 << 18
 
 _POOL: ThreadPoolExecutor | None = None
