@@ -28,6 +28,32 @@ def test_non_array_input(be: Backend) -> None:
         l2_loss_jvp(arr(be), arr(be), "tangent")
 
 
+class _Impostor:
+    """Not an array, though it has a shape and a dtype that cannot be hashed."""
+
+    shape = (2, 3)
+
+    @property
+    def dtype(self) -> Any:
+        return []
+
+
+class _RaisingDtype(_Impostor):
+    @property
+    def dtype(self) -> Any:
+        raise RuntimeError("no dtype here")
+
+
+@pytest.mark.parametrize("impostor", [_Impostor, _RaisingDtype])
+def test_array_lookalikes_get_the_non_array_error(be: Backend, impostor: type) -> None:
+    """The per-call cache reads dtypes before validation; a dtype that cannot be
+    read or hashed must still end in the documented TypeError."""
+    with pytest.raises(TypeError, match=r"y must be an array .*got test_errors\._"):
+        l2_loss(impostor(), arr(be))
+    with pytest.raises(TypeError, match=r"y_ref_dot must be an array"):
+        l2_loss_jvp(arr(be), arr(be), arr(be), impostor())
+
+
 def test_mixed_libraries(be: Backend) -> None:
     other = np.asarray(Y) if be.name not in ("numpy", "cupy") else _any_other_library()
     with pytest.raises(TypeError, match=r"one array library.*y: .*y_ref: "):

@@ -193,3 +193,21 @@ def test_grad_through_the_jvp_and_the_pullback(be: Backend) -> None:
     # Forward mode through the pullback: the same linear map along y_ref_dot.
     got = jax.jvp(through_pullback, (a["y"],), (a["y_ref_dot"],))[1]
     _assert_same(got, np.sum(want * np.asarray(a["y_ref_dot"])))
+
+
+@pytest.mark.parametrize("strong_first", [True, False])
+def test_weak_types_promote_as_jax_does(be: Backend, strong_first: bool) -> None:
+    """A weak-typed float64 (a Python number made an array) promotes with float16
+    to float16, a strong float64 to float64, whichever l2loss saw first."""
+    jnp = jax.numpy
+    y = jnp.asarray(np.float16(1.5))
+    weak, strong = jnp.asarray(3.0), jnp.asarray(np.float64(3.0))
+    assert weak.weak_type
+    assert not strong.weak_type
+    assert weak.dtype == strong.dtype == jnp.float64  # one cache key, two answers
+    order = [(strong, jnp.float64), (weak, jnp.float16)]
+    for y_ref, dtype in order if strong_first else order[::-1]:
+        assert jnp.result_type(y, y_ref) == dtype  # JAX's own rule
+        L, L_dot = l2_loss_jvp(y, y_ref, y_ref)
+        assert L.dtype == L_dot.dtype == dtype
+        assert float(L) == 1.125

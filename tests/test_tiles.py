@@ -97,6 +97,22 @@ def test_rows_longer_than_one_dot(be: Backend, rows: int) -> None:
         assert abs(Ld[i] - want_Ld) <= 6 * eps64 * scale, i
 
 
+def test_worker_pool_grows_and_keeps_the_old_one_working() -> None:
+    """A backend asking for more workers than the pool has gets a larger pool
+    (the benchmark sweeps Backend.threads); a call still holding the old pool
+    can go on submitting to it."""
+    from l2loss import _evaluate
+
+    old = _evaluate._pool(1)
+    size = _evaluate._POOL_SIZE
+    new = _evaluate._pool(size + 2)
+    assert new is not old
+    assert size + 2 == _evaluate._POOL_SIZE
+    assert _evaluate._pool(1) is new  # never shrinks
+    assert old.submit(sum, [1, 2]).result() == 3
+    assert new.submit(sum, [3, 4]).result() == 7
+
+
 @pytest.mark.parametrize("dtype", [">f8", ">c16", ">f4"])
 def test_byte_swapped_dtypes_keep_their_precision(dtype: str) -> None:
     """NumPy's non-native byte order ('>f8', from FITS, HDF5, frombuffer) is

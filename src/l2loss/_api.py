@@ -38,18 +38,24 @@ def _resolve(
     y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array
 ) -> tuple[Backend, Dtypes, Any]:
     """The backend, working dtypes and dtype of L of one call (validated)."""
-    key = (
-        type(y),
-        type(y_ref),
-        type(y_dot),
-        type(y_ref_dot),
-        type(where),
-        getattr(y, "dtype", None),
-        getattr(y_ref, "dtype", None),
-        getattr(y_dot, "dtype", None),
-        getattr(y_ref_dot, "dtype", None),
-    )
-    known = _RESOLVED.get(key)
+    key: tuple[Any, ...] | None
+    try:
+        key = (
+            type(y),
+            type(y_ref),
+            type(y_dot),
+            type(y_ref_dot),
+            type(where),
+            getattr(y, "dtype", None),
+            getattr(y_ref, "dtype", None),
+            getattr(y_dot, "dtype", None),
+            getattr(y_ref_dot, "dtype", None),
+        )
+        known = _RESOLVED.get(key)
+    except Exception:
+        # A non-array whose dtype raises or cannot be hashed: backend_of
+        # below says what is wrong with it.
+        key, known = None, None
     if known is not None:
         return known
     backend = backend_of(_NAMES, (y, y_ref, y_dot, y_ref_dot, where))
@@ -58,8 +64,13 @@ def _resolve(
     dt = dtypes_of(backend, tuple(n for n, _ in given), tuple(a for _, a in given))
     # L has the real dtype of y and y_ref alone; L_dot that of every input.
     out = dtypes_of(backend, ("y", "y_ref"), (y, y_ref)).out
-    # Only combinations that passed validation are remembered.
-    known = _RESOLVED[key] = (backend, dt, out)
+    known = (backend, dt, out)
+    # Only combinations that passed validation are remembered, and on JAX only
+    # those of one dtype: its weak types (Python scalars made arrays) promote
+    # differently from strong arrays of the same dtype, and the key cannot
+    # tell them apart without costing every call.
+    if key is not None and (backend.name != "jax" or len({a.dtype for _, a in given}) == 1):
+        _RESOLVED[key] = known
     return known
 
 

@@ -12,16 +12,17 @@ residual lives in cache, and per-tile sums are combined in a final small
 reduction. A long row (a full reduction, or per-sample losses over more than a
 tile) is additionally viewed as rows of ``_ROW`` items, so each tile is a batch
 of short BLAS dots: single-threaded inside BLAS (OpenBLAS threads a dot only
-above 10 000 items), cheap to spread over ``Backend.threads`` Python worker
-threads (NumPy releases the GIL in its kernels), and a pairwise-like
+above 10 000 items), spread over ``Backend.threads`` Python worker threads
+(NumPy releases the GIL in its subtraction, though not in ``vecdot``: see
+``_namespace._NUMPY_THREADS``), and a pairwise-like
 combination of short partial sums that keeps float32 accurate. Shorter
 per-sample rows that are still longer than one ``Backend.dot`` are summed in
 several dots by ``_rule``.
 
-A 1-D input of at most ``Backend.short`` items (a tile, or one dot on NumPy)
-skips all of this: one call of ``_rule.sums`` on the arrays as given (no
-reshape), so a call on 10 items costs little more than the three kernels it
-needs.
+A full reduction over at most ``Backend.short`` items (a tile, or one dot on
+NumPy) skips the rows: one call of ``_rule.sums``, on the arrays as given when
+they are 1-D (no reshape), so a call on 10 items costs little more than the
+three kernels it needs.
 
 Every temporary is at most one tile (per worker) plus ``N / _ROW`` partial
 sums: 1 MiB of float64 per worker instead of the plain expression's N items.
@@ -55,23 +56,30 @@ _ROW = 10_000
 _PARALLEL_MIN = 1 << 18
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_SIZE = 0
 _POOL_LOCK = threading.Lock()
 
 
 def _pool(workers: int) -> ThreadPoolExecutor:
-    """The shared worker pool, made on first use (``workers`` is a per-process
-    constant of the backend, so the pool never needs to grow)."""
-    global _POOL
+    """The shared worker pool of at least ``workers`` threads, made on first use.
+
+    ``workers`` is a per-process constant of a backend; a backend asking for
+    more (the benchmark's ``--threads`` sweep) gets a new, larger pool. The old
+    one is not shut down, so a call still using it finishes; its idle threads
+    exit when it is collected.
+    """
+    global _POOL, _POOL_SIZE
     with _POOL_LOCK:
-        if _POOL is None:
+        if _POOL is None or workers > _POOL_SIZE:
             _POOL = ThreadPoolExecutor(workers, thread_name_prefix="l2loss")
+            _POOL_SIZE = workers
         return _POOL
 
 
 def _forget_pool() -> None:
     """After ``fork`` the child has none of the parent's threads: start afresh."""
-    global _POOL, _POOL_LOCK
-    _POOL, _POOL_LOCK = None, threading.Lock()
+    global _POOL, _POOL_SIZE, _POOL_LOCK
+    _POOL, _POOL_SIZE, _POOL_LOCK = None, 0, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -126,7 +134,7 @@ def evaluate(
         return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, axes, 0, tangent)
     args, kept, batch = rows
     m, r = args.y.shape
-    if m == 1 and r > _ROW:
+    if m == 1 and r > backend.short:
         sq, ip = _full_reduction(backend, dt, _cut(args, 0, slice(None)), zero, tangent)
     elif m * r <= backend.tile:
         sq, ip = _sums(backend, dt, args, zero, tangent)

@@ -38,14 +38,14 @@ class Backend:
         Elements per tile on the eager path (see ``benchmarks/run.py --tiles``
         for the measurements that chose it).
     short
-        Longest 1-D input computed in one piece, with no tiles: a tile, or
-        one ``dot`` where that is shorter.
+        Longest full reduction computed in one piece, with no rows: a tile,
+        or one ``dot`` where that is shorter.
     dot
         How inner products are taken. > 0: by ``vecdot`` (BLAS-backed on
         NumPy and CuPy), in calls over at most ``dot`` items, so that NumPy's
         OpenBLAS never starts its own threads for them (it threads dots of
         more than 10 000 items; right after a NumPy subtraction such a dot
-        cost 3x to 4x the single-threaded one on the 2-core CI machine, and
+        cost 2x to 5.6x the single-threaded one on the 2-core CI machine, and
         l2loss's worker threads would compete with OpenBLAS's). 0: as
         ``sum(a * b)``, for PyTorch, whose array-api-compat ``vecdot`` is a
         batched matmul that sums sequentially, while ``sum`` uses PyTorch's
