@@ -5,8 +5,8 @@ on this machine:
 
 1. OpenBLAS's threading threshold: a dot right after a NumPy subtraction, at
    10 000 items (computed on the calling thread) and at 10 001 (handed to
-   OpenBLAS's threads), and a whole 65 536-item dot against the same sums
-   taken over rows of 8192. ``Backend.dot`` keeps every NumPy dot of l2loss
+   OpenBLAS's threads), and a subtraction and two whole 70 000-item dots
+   against the same sums taken over rows of 10 000. ``Backend.dot`` keeps every NumPy dot of l2loss
    at or below the threshold.
 2. How long OpenBLAS's threads stay busy after a two-thread dot returns: the
    process's CPU time per second of wall time while the calling thread
@@ -63,7 +63,7 @@ def threshold(rng: np.random.Generator) -> None:
             return np.vecdot(d, d)
 
         print(f"   N = {n}: {_best(sub_dot, 300) * 1e6:6.1f} us")
-    n, row = 65_536, 8192
+    n, row = 70_000, 10_000
     y, r, t = (rng.standard_normal(n) for _ in range(3))
 
     def whole() -> Any:

@@ -66,8 +66,9 @@ def _timer(fn: Fn, budget: float) -> tuple[Fn, int]:
 # keep spinning on the cores after their last call (OpenBLAS's threads hold a
 # core for about 0.1 s after a two-thread np.dot: `python benchmarks/probe.py`;
 # OpenMP and XLA pools may do the same), and the next case would find one core
-# taken. After the pause one untimed call warms the case up again (caches,
-# clock), so every case is timed in its own steady state. ``--gap 0.002``
+# taken. After the pause the case runs once untimed for as long as its timed
+# run (caches, clock, thread wake-up), so every case is timed in its own
+# steady state. ``--gap 0.002``
 # gives the busier machine of earlier versions of this script.
 GAP = 0.3
 
@@ -76,14 +77,14 @@ def measure(
     cases: dict[str, Fn], rounds: int, budget: float, gap: float | None = None
 ) -> dict[str, list[float]]:
     """Seconds per call of every case, ``rounds`` times, cases interleaved,
-    each after ``gap`` seconds (default ``GAP``) of pause and one warm-up call."""
+    each after ``gap`` seconds (default ``GAP``) of pause and an untimed run."""
     gap = GAP if gap is None else gap
     timers = {k: _timer(f, budget)[0] for k, f in cases.items()}
     out: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(rounds):
         for k, t in timers.items():
             time.sleep(gap)
-            cases[k]()
+            t()
             out[k].append(t())
     return out
 
@@ -426,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
         "float32": bench_float32(10_000_000, rounds, budget),
     }
     if args.tiles:
-        tiles = [1 << 13, 1 << 14, 1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 19, 1 << 20]
+        # A full reduction's tile is whole rows of 10 000 items (``_ROW``), so
+        # the sweep takes multiples of it; the default, 131 072, is 13 rows.
+        tiles = [10_000 * k for k in (1, 2, 4, 8, 13, 26, 52, 104)]
         result["tiles"] = {
             str(n): bench_trait(n, "tile", tiles, rounds, budget) for n in (10**6, 10**7)
         }
