@@ -7,6 +7,8 @@ backend, so a session can never pass by skipping everything.
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,6 +34,19 @@ def be(request: pytest.FixtureRequest) -> Backend:
         if os.environ.get("L2LOSS_BACKEND"):
             raise  # a session asked for this backend: it must be there
         pytest.skip(f"{request.param} is not installed: {e}")
+
+
+@pytest.fixture
+def dask_may_compute() -> Iterator[None]:
+    """Dask computes with its default scheduler, as its users' would: a run of
+    every backend in one process has installed the dask tests' refusing one."""
+    if "dask" not in sys.modules:
+        yield
+        return
+    import dask
+
+    with dask.config.set(scheduler=None):
+        yield
 
 
 @pytest.fixture(scope="session")

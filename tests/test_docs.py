@@ -210,7 +210,7 @@ def _console(block: Block) -> None:
 
 
 @pytest.mark.parametrize("block", ALL_BLOCKS, ids=[b.id for b in ALL_BLOCKS])
-def test_block(block: Block) -> None:
+def test_block(block: Block, dask_may_compute: None) -> None:
     """The block runs without error (doctests: and prints what the page shows)."""
     if block.page in _FAILED:
         pytest.skip(f"an earlier block of this page failed ({_FAILED[block.page]})")

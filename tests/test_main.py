@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,19 +16,6 @@ import l2loss.__main__ as main
 pytestmark = pytest.mark.skipif(
     "numpy" not in selected(), reason="runs every installed library itself: numpy session"
 )
-
-
-@pytest.fixture
-def dask_may_compute() -> Iterator[None]:
-    """The main job computes Dask results, as its users' default scheduler
-    would; a run of every backend has installed the tests' refusing one."""
-    if "dask" not in sys.modules:
-        yield
-        return
-    import dask
-
-    with dask.config.set(scheduler="sync"):
-        yield
 
 
 def test_main_checks_every_installed_library(
