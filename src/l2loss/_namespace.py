@@ -67,15 +67,14 @@ class Backend:
 
 _CACHE: dict[tuple[type, ...], Backend] = {}
 
-# Tile of the NumPy path: 128 Ki items (1 MiB of float64). Measured with
-# `python benchmarks/run.py --tiles` on the 2-core CI machine (2 MiB L2 per
-# core), fraction of the ceiling at N = 1e7: 0.37 at 8 Ki items, 0.47 at
-# 32 Ki, 0.61 at 128 Ki, 0.63 at 256 Ki, 0.59 at 1 Mi; at 1e6: 0.08 at 8 Ki,
-# 0.14 at 128 Ki, 0.15 at 256 Ki (docs/_static/bench-cpu.json). 128 Ki is the
+# Tile of the NumPy path: 128 Ki items (1 MiB of float64; a full reduction
+# takes it as 13 rows of 10 000). Measured with `python benchmarks/run.py
+# --tiles` on the 2-core CI machine (2 MiB L2 per core), fraction of the
+# ceiling at N = 1e7: 0.38 at 10 000 items, 0.51 at 40 000, 0.64 at 130 000,
+# 0.62-0.63 at 260 000 and 520 000, 0.60 at 1 040 000; at 1e6: 0.07 at 10 000,
+# 0.11-0.12 from 80 000 up (docs/_static/bench-cpu.json). 128 Ki is the
 # largest tile whose temporaries (residual, and masked inputs with `where`)
-# stay under 8 MiB with two workers. (The sweep of earlier versions swapped
-# the backend into a cache that calls no longer read: its figures were all
-# of the same tile.)
+# stay under 8 MiB with two workers.
 _NUMPY_TILE = 1 << 17
 
 
@@ -88,21 +87,22 @@ def _cores() -> int:
 
 
 # The longest dot OpenBLAS computes on one thread: it threads longer ones, and
-# right after a NumPy subtraction that cost 4.1-4.2 us at 10 000 items and
-# 8.1-23.1 us at 10 001 in three runs of `python benchmarks/probe.py`.
+# right after a NumPy subtraction that cost 4.1 us at 10 000 items and 8.0 to
+# 23 us at 10 001 in four runs of `python benchmarks/probe.py`
+# (docs/_static/probe.txt holds one).
 _OPENBLAS_SERIAL_DOT = 10_000
 
 # Worker threads of the NumPy path. A few threads already draw the full memory
 # bandwidth of a socket; more only add hand-offs. NumPy's vecdot holds the GIL
 # (two threads' vecdots run one at a time: `python benchmarks/probe.py`), so
 # workers overlap one another's subtractions with dots, not dots with dots. On
-# the 2-core CI machine that is worth little: `benchmarks/run.py --threads`
-# gave 0.18 / 0.17 / 0.65 of the ceiling with one worker and 0.15 / 0.16 /
-# 0.62 with two at N = 3e5 / 1e6 / 1e7; calls back to back, with no pause
-# between them, ran 1.0x / 1.19x / 1.17x as fast with two at N = 1e6 / 3e6 /
-# 1e7 (`python benchmarks/probe.py`). Kept at one per core for machines whose
-# cores do not share one another's resources as these two virtual ones
-# appear to.
+# the 2-core CI machine that is worth little and not always positive:
+# `benchmarks/run.py --threads` (each case after a pause) gave 0.21 / 0.14 /
+# 0.72 of the ceiling with one worker and 0.17 / 0.13 / 0.63 with two at
+# N = 3e5 / 1e6 / 1e7, while calls back to back ran 1.16x / 1.30x / 1.21x as
+# fast with two at N = 1e6 / 3e6 / 1e7 (docs/_static/probe.txt). Kept at one
+# per core for machines whose cores do not share one another's resources as
+# these two virtual ones appear to.
 _NUMPY_THREADS = max(1, min(_cores(), 8))
 
 
