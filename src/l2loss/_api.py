@@ -8,7 +8,7 @@ from typing import Any
 import array_api_compat as compat
 
 from ._evaluate import evaluate
-from ._namespace import Backend, backend_of
+from ._namespace import Backend, backend_of, present
 from ._rule import residual
 from ._validate import (
     Dtypes,
@@ -59,9 +59,8 @@ def _resolve(
     if known is not None:
         return known
     backend = backend_of(_NAMES, (y, y_ref, y_dot, y_ref_dot, where))
-    arrays = (y, y_ref, y_dot, y_ref_dot)
-    given = [(n, a) for n, a in zip(_NAMES[:4], arrays, strict=True) if a is not None]
-    dt = dtypes_of(backend, tuple(n for n, _ in given), tuple(a for _, a in given))
+    names, given = present(_NAMES[:4], (y, y_ref, y_dot, y_ref_dot))
+    dt = dtypes_of(backend, names, given)
     # L has the real dtype of y and y_ref alone; L_dot that of every input.
     out = dtypes_of(backend, ("y", "y_ref"), (y, y_ref)).out
     known = (backend, dt, out)
@@ -69,7 +68,7 @@ def _resolve(
     # those of one dtype: its weak types (Python scalars made arrays) promote
     # differently from strong arrays of the same dtype, and the key cannot
     # tell them apart without costing every call.
-    if key is not None and (backend.name != "jax" or len({a.dtype for _, a in given}) == 1):
+    if key is not None and (backend.name != "jax" or len({a.dtype for a in given}) == 1):
         _RESOLVED[key] = known
     return known
 
@@ -104,9 +103,7 @@ class _Call:
         if where is not None:
             check_mask(backend, where, tuple(shape))
         if backend.check_devices:
-            arrays = (y, y_ref, y_dot, y_ref_dot, where)
-            given = [(n, a) for n, a in zip(_NAMES, arrays, strict=True) if a is not None]
-            check_devices(tuple(n for n, _ in given), tuple(a for _, a in given))
+            check_devices(*present(_NAMES, (y, y_ref, y_dot, y_ref_dot, where)))
         self.axes = check_axis(axis, len(shape))
         self.backend = backend
         self.xp = xp = backend.xp

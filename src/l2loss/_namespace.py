@@ -13,7 +13,7 @@ from typing import Any
 
 import array_api_compat as compat
 
-__all__ = ["Backend", "backend_of"]
+__all__ = ["Backend", "backend_of", "present"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +141,15 @@ def _classify(xp: Any, sample: Any) -> Backend:
     return Backend(xp, name, eager=False, threads=1, tile=0, short=0, check_devices=True)
 
 
+def present(
+    names: tuple[str, ...], arrays: tuple[Any, ...]
+) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """``names`` and ``arrays`` without the arguments given as None (absent
+    optional arguments and structural zeros)."""
+    given = [(n, a) for n, a in zip(names, arrays, strict=True) if a is not None]
+    return tuple(n for n, _ in given), tuple(a for _, a in given)
+
+
 def backend_of(names: tuple[str, ...], arrays: tuple[Any, ...]) -> Backend:
     """Return the :class:`Backend` shared by ``arrays`` (named ``names``;
     None entries, absent optional arguments, are skipped).
@@ -155,9 +164,7 @@ def backend_of(names: tuple[str, ...], arrays: tuple[Any, ...]) -> Backend:
     backend = _CACHE.get(key)
     if backend is not None:
         return backend
-    given = [(n, a) for n, a in zip(names, arrays, strict=True) if a is not None]
-    names = tuple(n for n, _ in given)
-    arrays = tuple(a for _, a in given)
+    names, arrays = present(names, arrays)
     for name, a in zip(names, arrays, strict=True):
         if not compat.is_array_api_obj(a):
             raise TypeError(
