@@ -219,11 +219,7 @@ def _row_tiles(
         sq = xp.stack([p[0] for p in parts], axis=-1)
         return sq, (xp.stack([p[1] for p in parts], axis=-1) if tangent else None)
     spans = _spans(m, max(1, backend.tile // max(r, 1)), backend, m * r)
-
-    def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
-        return [_sums(backend, dt, _cut(args, s, slice(None)), zero, tangent) for s in chunk]
-
-    parts = _map(backend, run, spans)
+    parts = _map(backend, dt, args, zero, tangent, spans)
     sq = xp.concat([p[0] for p in parts], axis=-1)
     return sq, (xp.concat([p[1] for p in parts], axis=-1) if tangent else None)
 
@@ -241,11 +237,7 @@ def _full_reduction(
     # (..., n) -> (..., rows, _ROW): splitting the last axis is always a view.
     grid = o.map(lambda a: xp.reshape(a[..., :body], (*a.shape[:-1], rows, _ROW)))
     spans = _spans(rows, max(1, backend.tile // _ROW), backend, body)
-
-    def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
-        return [_sums(backend, dt, _cut(grid, s, slice(None)), zero, tangent) for s in chunk]
-
-    parts = _map(backend, run, spans)
+    parts = _map(backend, dt, grid, zero, tangent, spans)
     if rest:
         parts.append(_sums(backend, dt, o.map(lambda a: a[..., None, body:]), zero, tangent))
     sq = _total(xp, dt, [p[0] for p in parts])
@@ -253,16 +245,19 @@ def _full_reduction(
 
 
 def _map(
-    backend: Backend,
-    run: Callable[[list[slice]], list[tuple[Any, Any]]],
-    spans: list[slice],
+    backend: Backend, dt: Dtypes, o: _Operands, zero: Any, tangent: bool, spans: list[slice]
 ) -> list[tuple[Any, Any]]:
-    """``run`` over contiguous groups of ``spans``, one group per worker thread.
+    """``_sums`` of the rows ``o[..., span, :]`` of each span, in contiguous
+    groups of ``spans``, one group per worker thread.
 
     Contiguous groups keep each worker streaming through memory; results come
     back in ``spans`` order whatever the threads' timing, so sums are
     reproducible.
     """
+
+    def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
+        return [_sums(backend, dt, _cut(o, s, slice(None)), zero, tangent) for s in chunk]
+
     workers = min(backend.threads, len(spans))
     if workers <= 1:
         return run(spans)
