@@ -191,8 +191,10 @@ def _console(block: Block) -> None:
     commands = [ln[2:] for ln in block.code.splitlines() if ln.startswith("$ ")]
     for command in commands:
         argv = shlex.split(command)
-        if argv[0] != "python":
-            continue  # pip, nox, git: shown to the reader, not run here
+        if argv[0] != "python" or argv[1:3] == ["-m", "pip"]:
+            # pip, nox, git: shown to the reader, not run here (an install
+            # would replace the package under test in the running environment).
+            continue
         if argv[1:3] == ["-m", "l2loss"] and importlib.util.find_spec("l2loss.__main__") is None:
             pytest.skip("l2loss has no __main__ module in this checkout")
         done = subprocess.run(
