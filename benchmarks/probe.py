@@ -16,10 +16,15 @@ on this machine:
 3. Which kernels two Python threads run at once: each thread runs the same
    kernel on its own arrays; "speedup" is the throughput of two threads over
    one, and "cpu/wall" the process's CPU time over wall time (2 where both
-   run, 1 where one waits for the other, e.g. for the GIL).
-4. l2loss's NumPy path with one worker thread and with one per core, calls
+   run, 1 where one waits for the other, e.g. for the GIL). NumPy releases
+   the GIL in ``vecdot`` only for calls over more than 500 rows: l2loss's
+   threads cut their tiles into ``Backend.release_rows`` (512) rows.
+4. The cost of short rows on one thread: a tile's subtraction and two dots
+   as 13 rows of 10 000 items and as 512 rows of 256, per item, in cache
+   (why one thread keeps rows of ``_ROW``).
+5. l2loss's NumPy path with one worker thread and with one per core, calls
    back to back (no pause, unlike ``run.py --threads``).
-5. Memory read rates at N = 1e7 float64 (arrays far larger than the caches):
+6. Memory read rates at N = 1e7 float64 (arrays far larger than the caches):
    the ceiling's two-thread dot, the same sums as single-threaded dots over
    rows of 10 000 (one core), and a subtraction tile by tile into a buffer
    that stays in cache (one core, the first kernel of l2loss's tile pass).
@@ -93,19 +98,30 @@ def spinning(rng: np.random.Generator) -> None:
 
 
 def threads(rng: np.random.Generator) -> None:
-    shape = (13, 10_000)  # a tile of l2loss's NumPy path
-    arrays = [[rng.standard_normal(shape) for _ in range(3)] for _ in range(2)]
-    kernels: dict[str, Callable[[list[Any]], Any]] = {
-        "np.vecdot (rows)": lambda v: np.vecdot(v[0], v[1]),
-        "np.subtract(out=)": lambda v: np.subtract(v[0], v[1], out=v[2]),
-        "np.dot (one row)": lambda v: np.dot(v[0][0], v[1][0]),
-        "np.einsum('ij,ij->i')": lambda v: np.einsum("ij,ij->i", v[0], v[1]),
+    # name: (kernel, shape of its operands). A tile of l2loss's NumPy path is
+    # 13 rows of 10 000 items on one thread, 512 rows of 256 on several; NumPy
+    # releases the GIL in a gufunc only when its outer loop (the rows) is
+    # longer than 500, hence the pair of 500 and 501 rows.
+    kernels: dict[str, tuple[Callable[[list[Any]], Any], tuple[int, int]]] = {
+        "np.vecdot (13 rows)": (lambda v: np.vecdot(v[0], v[1]), (13, 10_000)),
+        "np.vecdot (500 rows)": (lambda v: np.vecdot(v[0], v[1]), (500, 260)),
+        "np.vecdot (501 rows)": (lambda v: np.vecdot(v[0], v[1]), (501, 260)),
+        "np.vecdot (512 rows)": (lambda v: np.vecdot(v[0], v[1]), (512, 256)),
+        "np.subtract(out=)": (lambda v: np.subtract(v[0], v[1], out=v[2]), (13, 10_000)),
+        "np.dot (one row)": (lambda v: np.dot(v[0][0], v[1][0]), (13, 10_000)),
+        "np.einsum('ij,ij->i')": (lambda v: np.einsum("ij,ij->i", v[0], v[1]), (13, 10_000)),
     }
     print("3. two Python threads, each on its own arrays (speedup over one / cpu per wall):")
-    for name, kernel in kernels.items():
+    for name, (kernel, shape) in kernels.items():
+        arrays = [[rng.standard_normal(shape) for _ in range(3)] for _ in range(2)]
         calls = 2000 if "one row" not in name else 20_000
 
-        def work(i: int, kernel: Callable[[list[Any]], Any] = kernel, calls: int = calls) -> None:
+        def work(
+            i: int,
+            kernel: Callable[[list[Any]], Any] = kernel,
+            calls: int = calls,
+            arrays: list[list[Any]] = arrays,
+        ) -> None:
             for _ in range(calls):
                 kernel(arrays[i])
 
@@ -125,9 +141,21 @@ def threads(rng: np.random.Generator) -> None:
         print(f"   {name:24s} " + "  ".join(runs))
 
 
+def row_length(rng: np.random.Generator) -> None:
+    print("4. one thread, one tile in cache: ns per item of a subtraction and two vecdots")
+    for rows, row in ((13, 10_000), (512, 256)):
+        y, r, t = (rng.standard_normal((rows, row)) for _ in range(3))
+
+        def tile(y: Any = y, r: Any = r, t: Any = t) -> Any:
+            d = y - r
+            return np.vecdot(d, d), np.vecdot(d, t)
+
+        print(f"   rows of {row:6d}: {_best(tile, 300) / (rows * row) * 1e9:.3f}")
+
+
 def workers(rng: np.random.Generator) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"4. l2loss, one worker and {cores} (ms per call / cpu per wall, calls back to back):")
+    print(f"5. l2loss, one worker and {cores} (ms per call / cpu per wall, calls back to back):")
     for n in (10**6, 3 * 10**6, 10**7):
         y, y_ref, y_dot = (rng.standard_normal(n) for _ in range(3))
         use = numpy_variants(y, y_ref, y_dot, "threads", [1, cores or 1])
@@ -161,7 +189,7 @@ def bandwidth(rng: np.random.Generator) -> None:
         "np.vecdot over rows, one thread": lambda: np.vecdot(rows_a, rows_b),
         "subtraction by tiles, one thread": tiles,
     }
-    print("5. GB/s read from two arrays of 1e7 float64 (best of 7 x 5 calls):")
+    print("6. GB/s read from two arrays of 1e7 float64 (best of 7 x 5 calls):")
     for name, fn in kernels.items():
         print(f"   {name:34s} {16 * n / _best(fn, 5) / 1e9:5.1f}")
 
@@ -171,6 +199,7 @@ def main() -> int:
     threshold(rng)
     spinning(rng)
     threads(rng)
+    row_length(rng)
     workers(rng)
     bandwidth(rng)
     return 0

@@ -6,6 +6,8 @@ tiled evaluation: rows, worker threads, partial sums)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -15,8 +17,8 @@ from backends import Backend
 from strategies import eps
 from test_values import vjp_apply
 
-from l2loss import l2_loss_jvp
-from l2loss._evaluate import _ROW
+from l2loss import _api, _namespace, l2_loss_jvp
+from l2loss._evaluate import _PARALLEL_MIN, _ROW
 
 ROWS, COLS = 3, 150_001  # 450 003 items: several tiles, rows and a ragged tail
 
@@ -111,6 +113,63 @@ def test_worker_pool_grows_and_keeps_the_old_one_working() -> None:
     assert _evaluate._pool(1) is new  # never shrinks
     assert old.submit(sum, [1, 2]).result() == 3
     assert new.submit(sum, [3, 4]).result() == 7
+
+
+@contextmanager
+def numpy_threads(count: int) -> Iterator[None]:
+    """l2loss's NumPy path uses ``count`` threads inside the block."""
+
+    def forget() -> None:  # backends are made once per argument types, then cached
+        _namespace._CACHE.clear()
+        _api._RESOLVED.clear()
+
+    saved = _namespace._NUMPY_THREADS
+    forget()
+    _namespace._NUMPY_THREADS = count
+    try:
+        l2_loss_jvp(np.ones(1), np.ones(1), np.ones(1))
+        assert _api._resolve(np.ones(1), np.ones(1), np.ones(1), None, None)[0].threads == count
+        yield
+    finally:
+        _namespace._NUMPY_THREADS = saved
+        forget()
+
+
+def test_worker_threads_sum_exactly_and_reproducibly() -> None:
+    """Inputs worth several threads (rows cut for NumPy to release the GIL,
+    spans taken by whichever thread is free) agree with exactly rounded sums,
+    and give bit-identical results whatever the number of threads and their
+    timing."""
+    n = _PARALLEL_MIN // 3 + 12_345  # 3 inputs: just worth threads; a ragged tail
+    rng = np.random.default_rng(5)
+    y, r, t = (rng.standard_normal(n) for _ in range(3))
+    d = y - r  # exact: the residual is what both compute, rounded once
+    want_L, want_Ld = 0.5 * math.fsum(d * d), math.fsum(d * t)
+    eps64 = np.finfo(np.float64).eps
+    results = set()
+    for count in (2, 3, 2, 3):
+        with numpy_threads(count):
+            L, Ld = l2_loss_jvp(y, r, t)
+        assert abs(float(L) - want_L) <= 4 * eps64 * want_L
+        assert abs(float(Ld) - want_Ld) <= 4 * eps64 * math.fsum(np.abs(d * t))
+        results.add((float(L), float(Ld)))
+    assert len(results) == 1
+
+
+def test_worker_threads_batched_and_masked() -> None:
+    """Batched tangents and a mask on the threaded path: per-direction sums
+    equal the reference."""
+    n, k = _PARALLEL_MIN // 6 + 777, 3  # y, y_ref, mask and 3 tangents
+    rng = np.random.default_rng(6)
+    y, r = rng.standard_normal(n), rng.standard_normal(n)
+    t = rng.standard_normal((k, n))
+    keep = rng.random(n) > 0.3
+    with numpy_threads(2):
+        L, Ld = l2_loss_jvp(y, r, t, where=keep, batched=True)
+    tol = 8 * np.finfo(np.float64).eps
+    assert abs(float(L) - ref.loss(y, r, None, keep)) <= tol * ref.magnitude(y, r, None, None, keep)
+    want = ref.loss_dot(y, r, t, None, None, keep)
+    assert np.all(np.abs(Ld - want) <= tol * ref.magnitude(y, r, t, None, keep))
 
 
 @pytest.mark.parametrize("dtype", [">f8", ">c16", ">f4"])

@@ -10,22 +10,24 @@ viewed as ``(M, R)`` (kept axes x reduced axes, reduced axes trailing) and cut
 into tiles of about ``Backend.tile`` items; each tile is read once, its
 residual lives in cache, and per-tile sums are combined in a final small
 reduction. A long row (a full reduction, or per-sample losses over more than a
-tile) is additionally viewed as rows of ``_ROW`` items, so each tile is a batch
-of short BLAS dots: single-threaded inside BLAS (OpenBLAS threads a dot only
-above 10 000 items), spread over ``Backend.threads`` Python worker threads
-(NumPy releases the GIL in its subtraction, though not in ``vecdot``: see
-``_namespace._NUMPY_THREADS``), and a pairwise-like
-combination of short partial sums that keeps float32 accurate. Shorter
-per-sample rows that are still longer than one ``Backend.dot`` are summed in
-several dots by ``_rule``.
+tile) is additionally viewed as short rows, so each tile is a batch of short
+BLAS dots: single-threaded inside BLAS (OpenBLAS threads a dot only above
+10 000 items), and a pairwise-like combination of short partial sums that
+keeps float32 accurate. Where the inputs hold enough items
+(``_PARALLEL_MIN``), tiles are spread over ``Backend.threads`` Python threads;
+NumPy releases the GIL in its subtraction always, and in ``vecdot`` only for
+calls over more than 500 rows, so those tiles are cut into
+``Backend.release_rows`` rows (512 rows of 256 items); one thread takes rows of
+``_ROW`` items (fewer, longer dots). Shorter per-sample rows that are still
+longer than one ``Backend.dot`` are summed in several dots by ``_rule``.
 
 A full reduction over at most ``Backend.short`` items (a tile, or one dot on
 NumPy) skips the rows: one call of ``_rule.sums``, on the arrays as given when
 they are 1-D (no reshape), so a call on 10 items costs little more than the
 three kernels it needs.
 
-Every temporary is at most one tile (per worker) plus ``N / _ROW`` partial
-sums: 1 MiB of float64 per worker instead of the plain expression's N items.
+Every temporary is at most one tile (per thread) plus one partial sum per
+tile: 1 MiB of float64 per thread instead of the plain expression's N items.
 Inputs that cannot be viewed as rows without a copy (transposed, strided)
 get the plain expression.
 """
@@ -45,15 +47,18 @@ from ._validate import Dtypes
 
 __all__ = ["evaluate"]
 
-# Row length of the blocked reductions: OpenBLAS's longest single-threaded dot
-# (NumPy's ``Backend.dot``), so that our worker threads do not compete with
-# OpenBLAS's, and long enough that the per-row call overhead is amortised.
+# Row length of the blocked reductions on one thread: OpenBLAS's longest
+# single-threaded dot (NumPy's ``Backend.dot``), long enough that the per-row
+# call overhead is amortised (`python benchmarks/probe.py`: rows of 256 items
+# took 1.2x as long in cache).
 _ROW = 10_000
 
-# Items below which one thread does all the work: handing a tile to a worker
-# costs tens of microseconds, as much as the work on a few tiles in cache.
-# (For the measured worth of workers above it, see _NUMPY_THREADS.)
-_PARALLEL_MIN = 1 << 18
+# Items read (all operands together) below which the calling thread does all
+# the work. `python benchmarks/run.py --threads` on the 2-core CI machine,
+# fraction of the ceiling with one thread / two, fast path (3N items read):
+# 0.17 / 0.14 at N = 3e5, 0.14 / 0.14 at 1e6, 0.33 / 0.45 at 3e6, 0.57 / 0.66
+# at 1e7, 0.65 / 0.84 at 3e7.
+_PARALLEL_MIN = 1 << 22
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -184,16 +189,15 @@ def _as_rows(
     return args, kept, tuple(batch)
 
 
-def _spans(count: int, per_tile: int, backend: Backend, items: int) -> list[slice]:
-    """``range(count)`` cut into tiles of at most ``per_tile``, as many per
-    worker thread when ``items`` is worth spreading over them."""
-    if count == 0:
-        return []
-    workers = backend.threads if items >= _PARALLEL_MIN else 1
-    tiles = -(-count // per_tile)
-    tiles = min(count, -(-tiles // workers) * workers)
-    step = -(-count // max(tiles, 1))
-    return [slice(i, min(i + step, count)) for i in range(0, count, step)]
+def _workers(backend: Backend, o: _Operands) -> int:
+    """Threads worth using on the operands ``o`` (by the items they hold)."""
+    items = sum(math.prod(a.shape) for a in o if a is not None)
+    return backend.threads if items >= _PARALLEL_MIN else 1
+
+
+def _spans(count: int, per_tile: int) -> list[slice]:
+    """``range(count)`` cut into spans of ``per_tile`` (the last one shorter)."""
+    return [slice(i, min(i + per_tile, count)) for i in range(0, count, per_tile)]
 
 
 def _view(xp: Any, a: Any, shape: tuple[int, ...]) -> Any:
@@ -218,8 +222,8 @@ def _row_tiles(
         ]
         sq = xp.stack([p[0] for p in parts], axis=-1)
         return sq, (xp.stack([p[1] for p in parts], axis=-1) if tangent else None)
-    spans = _spans(m, max(1, backend.tile // max(r, 1)), backend, m * r)
-    parts = _map(backend, dt, args, zero, tangent, spans)
+    spans = _spans(m, max(1, backend.tile // max(r, 1)))
+    parts = _map(backend, dt, args, zero, tangent, spans, _workers(backend, args), reduce=False)
     sq = xp.concat([p[0] for p in parts], axis=-1)
     return sq, (xp.concat([p[1] for p in parts], axis=-1) if tangent else None)
 
@@ -228,57 +232,97 @@ def _full_reduction(
     backend: Backend, dt: Dtypes, o: _Operands, zero: Any, tangent: bool
 ) -> tuple[Any, Any]:
     """Sums over the whole last axis of ``o`` (tangents may carry a leading
-    batch axis), as rows of ``_ROW`` items, tile by tile: ``sq`` of shape
-    ``()``, ``ip`` of the batch shape."""
+    batch axis), as rows, tile by tile: ``sq`` of shape ``()``, ``ip`` of the
+    batch shape."""
     xp = backend.xp
     n = o.y.shape[-1]
-    rows, rest = divmod(n, _ROW)
+    workers = _workers(backend, o)
+    row = _ROW
+    if workers > 1 and backend.release_rows:
+        # Enough rows per call for NumPy to release the GIL, so that the
+        # workers' dots run at once (one thread keeps rows of _ROW: fewer,
+        # longer dots were 1.2x as fast in cache).
+        row = max(1, backend.tile // backend.release_rows)
+    rows, rest = divmod(n, row)
     body = n - rest
-    # (..., n) -> (..., rows, _ROW): splitting the last axis is always a view.
-    grid = o.map(lambda a: xp.reshape(a[..., :body], (*a.shape[:-1], rows, _ROW)))
-    spans = _spans(rows, max(1, backend.tile // _ROW), backend, body)
-    parts = _map(backend, dt, grid, zero, tangent, spans)
+    # (..., n) -> (..., rows, row): splitting the last axis is always a view.
+    grid = o.map(lambda a: xp.reshape(a[..., :body], (*a.shape[:-1], rows, row)))
+    spans = _spans(rows, max(1, backend.tile // row))
+    parts = _map(backend, dt, grid, zero, tangent, spans, workers, reduce=True)
     if rest:
-        parts.append(_sums(backend, dt, o.map(lambda a: a[..., None, body:]), zero, tangent))
+        tail = _sums(backend, dt, o.map(lambda a: a[..., None, body:]), zero, tangent)
+        parts.append(_reduced(xp, dt, tail))
     sq = _total(xp, dt, [p[0] for p in parts])
     return sq, (_total(xp, dt, [p[1] for p in parts]) if tangent else None)
 
 
 def _map(
-    backend: Backend, dt: Dtypes, o: _Operands, zero: Any, tangent: bool, spans: list[slice]
+    backend: Backend,
+    dt: Dtypes,
+    o: _Operands,
+    zero: Any,
+    tangent: bool,
+    spans: list[slice],
+    workers: int,
+    reduce: bool,
 ) -> list[tuple[Any, Any]]:
-    """``_sums`` of the rows ``o[..., span, :]`` of each span, in contiguous
-    groups of ``spans``, one group per worker thread.
+    """``_sums`` of the rows ``o[..., span, :]`` of each span (summed over the
+    span too, by ``_reduced``, if ``reduce``), in ``spans`` order.
 
-    Contiguous groups keep each worker streaming through memory; results come
-    back in ``spans`` order whatever the threads' timing, so sums are
-    reproducible.
+    The calling thread and up to ``workers - 1`` pool threads take spans
+    one at a time, in order, until none is left: a worker that wakes late (or
+    a core taken by another process) only takes fewer spans, and the caller
+    never waits for a worker that has not started. Results are stored by
+    span, so the sums are reproducible whichever thread computed them.
     """
+    xp = backend.xp
 
-    def run(chunk: list[slice]) -> list[tuple[Any, Any]]:
-        return [_sums(backend, dt, _cut(o, s, slice(None)), zero, tangent) for s in chunk]
+    def one(s: slice) -> tuple[Any, Any]:
+        part = _sums(backend, dt, _cut(o, s, slice(None)), zero, tangent)
+        return _reduced(xp, dt, part) if reduce else part
 
-    workers = min(backend.threads, len(spans))
+    workers = min(workers, len(spans))
     if workers <= 1:
-        return run(spans)
-    size = -(-len(spans) // workers)
-    groups = [spans[i : i + size] for i in range(0, len(spans), size)]
-    pool = _pool(backend.threads)
-    futures = [pool.submit(run, g) for g in groups[1:]]
-    # The calling thread takes the first group itself instead of idling.
-    out = run(groups[0])
+        return [one(s) for s in spans]
+    out: list[tuple[Any, Any]] = [(None, None)] * len(spans)
+    claim = iter(range(len(spans)))
+    lock = threading.Lock()
+
+    def run() -> None:
+        while True:
+            with lock:
+                i = next(claim, -1)
+            if i < 0:
+                return
+            out[i] = one(spans[i])
+
+    pool = _pool(workers)
+    futures = [pool.submit(run) for _ in range(workers - 1)]
+    run()
     for f in futures:
-        out.extend(f.result())
+        # A worker that has not started by now has nothing left to take.
+        if not f.cancel():
+            f.result()
     return out
 
 
-def _total(xp: Any, dt: Dtypes, parts: list[Any]) -> Any:
-    """Sum per-row partial sums (``(..., rows)`` each) over their last axis.
+def _wide(xp: Any, dt: Dtypes) -> Any:
+    """The dtype partial sums are combined in: float64 for float32 work, so
+    the result is as accurate as its rows."""
+    return xp.float64 if dt.real_work == xp.float32 else dt.real_work
 
-    The partials are few (n / _ROW); summing them in float64 makes the
-    float32 result as accurate as its rows.
-    """
-    p = parts[0] if len(parts) == 1 else xp.concat(parts, axis=-1)
-    wide = xp.float64 if dt.real_work == xp.float32 else dt.real_work
-    total = xp.sum(p, axis=-1, dtype=wide)
-    return total if wide == dt.real_work else xp.astype(total, dt.real_work)
+
+def _reduced(xp: Any, dt: Dtypes, part: tuple[Any, Any]) -> tuple[Any, Any]:
+    """One span's per-row sums (``(..., rows)`` each) summed over their rows,
+    in the wide dtype: every span leaves a number (per direction), not one
+    per row."""
+    wide, (sq, ip) = _wide(xp, dt), part
+    return xp.sum(sq, axis=-1, dtype=wide), (
+        None if ip is None else xp.sum(ip, axis=-1, dtype=wide)
+    )
+
+
+def _total(xp: Any, dt: Dtypes, parts: list[Any]) -> Any:
+    """Sum the spans' partial sums (wide, shape ``()`` or ``(K,)`` each)."""
+    total = parts[0] if len(parts) == 1 else xp.sum(xp.stack(parts, axis=-1), axis=-1)
+    return total if total.dtype == dt.real_work else xp.astype(total, dt.real_work)

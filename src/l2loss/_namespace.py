@@ -53,6 +53,10 @@ class Backend:
     check_devices
         Whether devices must be compared (meaningless on NumPy and Dask;
         impossible on traced JAX arrays, which JAX checks itself).
+    release_rows
+        Rows per ``vecdot`` call that a tile handed to worker threads is cut
+        into, where the library releases the GIL only for calls over enough
+        rows (NumPy: see ``_NUMPY_RELEASE_ROWS``); 0: no such condition.
     """
 
     xp: Any
@@ -63,6 +67,7 @@ class Backend:
     short: int
     check_devices: bool
     dot: int = 1 << 62
+    release_rows: int = 0
 
 
 _CACHE: dict[tuple[type, ...], Backend] = {}
@@ -92,17 +97,16 @@ def _cores() -> int:
 # (docs/_static/probe.txt holds one).
 _OPENBLAS_SERIAL_DOT = 10_000
 
-# Worker threads of the NumPy path. A few threads already draw the full memory
-# bandwidth of a socket; more only add hand-offs. NumPy's vecdot holds the GIL
-# (two threads' vecdots run one at a time: `python benchmarks/probe.py`), so
-# workers overlap one another's subtractions with dots, not dots with dots. On
-# the 2-core CI machine that is worth little and not always positive:
-# `benchmarks/run.py --threads` (each case after a pause) gave 0.21 / 0.14 /
-# 0.72 of the ceiling with one worker and 0.17 / 0.13 / 0.63 with two at
-# N = 3e5 / 1e6 / 1e7, while calls back to back ran 1.16x / 1.30x / 1.21x as
-# fast with two at N = 1e6 / 3e6 / 1e7 (docs/_static/probe.txt). Kept at one
-# per core for machines whose cores do not share one another's resources as
-# these two virtual ones appear to.
+# NumPy releases the GIL in a generalised ufunc such as vecdot only when its
+# outer loop (here: the rows of one call) has more than 500 iterations; two
+# Python threads' vecdots over 500 rows ran one at a time, over 501 or more at
+# once (`python benchmarks/probe.py`). Tiles handed to worker threads are
+# therefore cut into 512 rows (of 256 items for a tile of 128 Ki).
+_NUMPY_RELEASE_ROWS = 512
+
+# Worker threads of the NumPy path, one per core: their subtractions and, cut
+# into _NUMPY_RELEASE_ROWS rows, their dots run at once. A few threads already
+# draw the full memory bandwidth of a socket; more only add hand-offs.
 _NUMPY_THREADS = max(1, min(_cores(), 8))
 
 
@@ -117,6 +121,7 @@ def _classify(xp: Any, sample: Any) -> Backend:
             short=_OPENBLAS_SERIAL_DOT,
             check_devices=False,
             dot=_OPENBLAS_SERIAL_DOT,
+            release_rows=_NUMPY_RELEASE_ROWS,
         )
     if compat.is_torch_array(sample):
         return Backend(
