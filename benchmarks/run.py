@@ -68,9 +68,15 @@ def _timer(fn: Fn, budget: float) -> tuple[Fn, int]:
 # OpenMP and XLA pools may do the same), and the next case would find one core
 # taken. After the pause the case runs once untimed for as long as its timed
 # run (caches, clock, thread wake-up), so every case is timed in its own
-# steady state. ``--gap 0.002``
-# gives the busier machine of earlier versions of this script.
-GAP = 0.3
+# steady state. ``--gap 0.002`` gives the busier machine of earlier versions
+# of this script.
+GAP = 0.15
+
+# Seconds each timed run lasts (at least one call). On the shared 2-core CI
+# machine the second core is now and then not there for a while (a two-thread
+# np.dot ran with cpu / wall 1.00 in whole single-call samples); runs of
+# several calls average that out better than one call each.
+BUDGET, QUICK_BUDGET = 0.05, 0.002
 
 
 def measure(
@@ -403,12 +409,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--gap",
         type=float,
-        help=f"seconds of pause before each case (default {GAP}, quick {GAP / 2})",
+        help=f"seconds of pause before each case (default {GAP})",
     )
     args = p.parse_args(argv)
-    GAP = args.gap if args.gap is not None else GAP / 2 if args.quick else GAP
+    GAP = args.gap if args.gap is not None else GAP
     rounds = args.rounds or (5 if args.quick else 15)
-    budget = 0.002 if args.quick else 0.01
+    budget = QUICK_BUDGET if args.quick else BUDGET
     if args.quick:
         sizes = [10, 1_000, 100_000, 1_000_000, 10_000_000]
     else:
@@ -421,23 +427,25 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "rounds": rounds,
         "gap_seconds": GAP,
+        "budget_seconds": budget,
         "machine": machine(),
         "overhead_n10": bench_overhead(rounds, budget),
         "sizes": bench_sizes(sizes, rounds, budget, k=8),
         "float32": bench_float32(10_000_000, rounds, budget),
     }
     if args.tiles:
-        # A full reduction's tile is whole rows of 10 000 items (``_ROW``), so
-        # the sweep takes multiples of it; the default, 131 072, is 13 rows.
-        tiles = [10_000 * k for k in (1, 2, 4, 8, 13, 26, 52, 104)]
+        # At 1e6 one thread takes each tile as rows of 10 000 items (``_ROW``),
+        # at 1e7 several take it as 512 rows (``Backend.release_rows``).
+        tiles = [1 << k for k in range(14, 21)]
         result["tiles"] = {
             str(n): bench_trait(n, "tile", tiles, rounds, budget) for n in (10**6, 10**7)
         }
     if args.threads:
+        # Below _PARALLEL_MIN items read (3N > 4 Mi) every count runs on one thread.
         counts = sorted({1, 2, os.cpu_count() or 1})
         result["threads"] = {
             str(n): bench_trait(n, "threads", counts, rounds, budget)
-            for n in (3 * 10**5, 10**6, 10**7)
+            for n in (3 * 10**6, 10**7, 3 * 10**7)
         }
     result["wall_seconds"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
