@@ -131,7 +131,20 @@ def evaluate(
         # 1-D, the common case, needs no (M, R) view.
         if y.shape[0] <= backend.short:
             # Small: the three kernels on the arrays as given.
-            return sums(xp, dt, y, y_ref, y_dot, y_ref_dot, mask, zero, (-1,), backend.dot, tangent)
+            return sums(
+                xp,
+                dt,
+                y,
+                y_ref,
+                y_dot,
+                y_ref_dot,
+                mask,
+                zero,
+                (-1,),
+                backend.dot,
+                tangent,
+                backend.vdot,
+            )
         o = _Operands(y, y_ref, y_dot, y_ref_dot, mask)
         return _full_reduction(backend, dt, o, zero, tangent)
     rows = _as_rows(backend, y, y_ref, y_dot, y_ref_dot, mask, axes)

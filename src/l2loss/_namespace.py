@@ -53,6 +53,12 @@ class Backend:
     check_devices
         Whether devices must be compared (meaningless on NumPy and Dask;
         impossible on traced JAX arrays, which JAX checks itself).
+    vdot
+        The inner product ``sum(conj(a) * b)`` of two 1-D arrays, where the
+        library has a faster call than ``vecdot`` with the same result, or
+        None. NumPy: ``numpy.vdot``, the same BLAS dot without the ufunc
+        machinery (0.48 against 0.68 us at 10 items; a call of l2loss on 10
+        items takes two).
     release_rows
         Rows per ``vecdot`` call that a tile handed to worker threads is cut
         into, where the library releases the GIL only for calls over enough
@@ -68,6 +74,7 @@ class Backend:
     check_devices: bool
     dot: int = 1 << 62
     release_rows: int = 0
+    vdot: Any = None
 
 
 _CACHE: dict[tuple[type, ...], Backend] = {}
@@ -122,6 +129,7 @@ def _classify(xp: Any, sample: Any) -> Backend:
             check_devices=False,
             dot=_OPENBLAS_SERIAL_DOT,
             release_rows=_NUMPY_RELEASE_ROWS,
+            vdot=xp.vdot,
         )
     if compat.is_torch_array(sample):
         return Backend(

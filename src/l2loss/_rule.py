@@ -37,17 +37,19 @@ def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, mask: Any, zero: Any) -> A
     return y - y_ref
 
 
-def _inner(xp: Any, dt: Dtypes, a: Any, b: Any, axes: tuple[int, ...], dot: int) -> Any:
+def _inner(xp: Any, dt: Dtypes, a: Any, b: Any, axes: tuple[int, ...], dot: int, vdot: Any) -> Any:
     """``Re sum_axes conj(a) b``; ``b`` may carry extra leading (batch) axes.
 
     ``dot`` > 0: the reduced axis is the single last one and the sum is taken
     by ``vecdot``, in calls over at most ``dot`` items of it (see
-    ``Backend.dot``); ``dot`` = 0: as ``sum(conj(a) * b)``.
+    ``Backend.dot``), or by ``vdot`` where it is given and both are 1-D;
+    ``dot`` = 0: as ``sum(conj(a) * b)``.
     """
     if dot:
         n = a.shape[-1]
         if n <= dot:
-            r = xp.vecdot(a, b)  # axis=-1, the default (a keyword costs 0.1 us)
+            # vecdot: axis=-1 is the default (a keyword costs 0.1 us)
+            r = vdot(a, b) if vdot is not None and b.ndim == 1 else xp.vecdot(a, b)
         else:
             r = xp.vecdot(a[..., :dot], b[..., :dot])
             for i in range(dot, n, dot):
@@ -69,32 +71,41 @@ def sums(
     axes: tuple[int, ...],
     dot: int,
     tangent: bool,
+    vdot: Any = None,
 ) -> tuple[Any, Any]:
     """Return ``(sq, ip)`` over ``axes`` (``ip`` is None unless ``tangent``).
 
     A tangent given as None is a structural zero: it is never read and costs
-    nothing. ``dot`` chooses the inner product (see ``_inner``).
+    nothing. ``dot`` and ``vdot`` choose the inner product (see ``_inner``).
     """
     d = residual(xp, dt, y, y_ref, mask, zero)
-    sq = _inner(xp, dt, d, d, axes, dot)
+    sq = _inner(xp, dt, d, d, axes, dot, vdot)
     if not tangent:
         return sq, None
     # L_dot = <d, y_dot> - <d, y_ref_dot>: two dots of the residual, no
     # temporary for y_dot - y_ref_dot.
     if y_ref_dot is None:
-        return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot)
-    ip_ref = _along(xp, dt, d, y_ref_dot, mask, zero, axes, dot)
+        return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot, vdot)
+    ip_ref = _along(xp, dt, d, y_ref_dot, mask, zero, axes, dot, vdot)
     if y_dot is None:
         return sq, -ip_ref
-    return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot) - ip_ref
+    return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot, vdot) - ip_ref
 
 
 def _along(
-    xp: Any, dt: Dtypes, d: Any, t: Any, mask: Any, zero: Any, axes: tuple[int, ...], dot: int
+    xp: Any,
+    dt: Dtypes,
+    d: Any,
+    t: Any,
+    mask: Any,
+    zero: Any,
+    axes: tuple[int, ...],
+    dot: int,
+    vdot: Any,
 ) -> Any:
     """``Re <d, t>`` over ``axes``, ``t`` zeroed where ``mask`` is False."""
     if dt.widen:
         t = _widen(xp, dt, t)
     if mask is not None:
         t = xp.where(mask, t, zero)
-    return _inner(xp, dt, d, t, axes, dot)
+    return _inner(xp, dt, d, t, axes, dot, vdot)
