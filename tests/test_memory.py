@@ -3,8 +3,8 @@
 NumPy reports its data allocations to tracemalloc, so the peak is
 deterministic: no timing, no flakiness. The plain expression
 ``d = y - y_ref; d @ d; d @ y_dot`` allocates N items (80 MB at N = 1e7);
-the tiled evaluation allocates a tile per worker thread plus N / 8192
-partial sums.
+the tiled evaluation allocates a tile per thread plus one partial sum per
+tile.
 """
 
 from __future__ import annotations

@@ -54,10 +54,11 @@ __all__ = ["evaluate"]
 _ROW = 10_000
 
 # Items read (all operands together) below which the calling thread does all
-# the work. `python benchmarks/run.py --threads` on the 2-core CI machine,
-# fraction of the ceiling with one thread / two, fast path (3N items read):
-# 0.17 / 0.14 at N = 3e5, 0.14 / 0.14 at 1e6, 0.33 / 0.45 at 3e6, 0.57 / 0.66
-# at 1e7, 0.65 / 0.84 at 3e7.
+# the work. `bench_trait(n, "threads", [1, 2], 9, 0.15)` of benchmarks/run.py
+# (what `--threads` runs) on the 2-core CI machine, fraction of the ceiling
+# with one thread / two, fast path (3N items read): 0.17 / 0.14 at N = 3e5,
+# 0.14 / 0.14 at 1e6, 0.33 / 0.45 at 3e6, 0.57 / 0.66 at 1e7, 0.65 / 0.84 at
+# 3e7.
 _PARALLEL_MIN = 1 << 22
 
 _POOL: ThreadPoolExecutor | None = None

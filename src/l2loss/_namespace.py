@@ -80,13 +80,14 @@ class Backend:
 _CACHE: dict[tuple[type, ...], Backend] = {}
 
 # Tile of the NumPy path: 128 Ki items (1 MiB of float64; a full reduction
-# takes it as 13 rows of 10 000). Measured with `python benchmarks/run.py
-# --tiles` on the 2-core CI machine (2 MiB L2 per core), fraction of the
-# ceiling at N = 1e7: 0.38 at 10 000 items, 0.51 at 40 000, 0.64 at 130 000,
-# 0.62-0.63 at 260 000 and 520 000, 0.60 at 1 040 000; at 1e6: 0.07 at 10 000,
-# 0.11-0.12 from 80 000 up (docs/_static/bench-cpu.json). 128 Ki is the
-# largest tile whose temporaries (residual, and masked inputs with `where`)
-# stay under 8 MiB with two workers.
+# takes it as 13 rows of 10 000 on one thread, 512 rows of 256 on several).
+# Measured with `python benchmarks/run.py --tiles` on the 2-core CI machine
+# (2 MiB L2 per core), fraction of the ceiling at N = 1e7 (two threads): 0.30
+# at 16 Ki items, 0.48 at 64 Ki, 0.74 at 128 Ki, 0.76 at 256 Ki, 0.81 at
+# 512 Ki, 0.68 at 1 Mi; at 1e6 (one thread): 0.06 at 16 Ki, 0.13-0.14 from
+# 128 Ki up (docs/_static/bench-cpu.json; differences of 0.1 are within this
+# machine's noise). 128 Ki is the largest tile whose temporaries (residual,
+# and masked inputs with `where`) stay under 8 MiB with two threads.
 _NUMPY_TILE = 1 << 17
 
 
