@@ -6,6 +6,8 @@ tiled evaluation: rows, worker threads, partial sums)."""
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +19,7 @@ from backends import Backend
 from strategies import eps
 from test_values import vjp_apply
 
-from l2loss import _api, _namespace, l2_loss_jvp
+from l2loss import _api, _evaluate, _namespace, l2_loss, l2_loss_jvp
 from l2loss._evaluate import _PARALLEL_MIN, _ROW
 
 ROWS, COLS = 3, 150_001  # 450 003 items: several tiles, rows and a ragged tail
@@ -135,31 +137,42 @@ def numpy_threads(count: int) -> Iterator[None]:
         forget()
 
 
-def test_worker_threads_sum_exactly_and_reproducibly() -> None:
+def test_threads_sum_exactly_and_reproducibly(monkeypatch: pytest.MonkeyPatch) -> None:
     """Inputs worth several threads (rows cut for NumPy to release the GIL,
-    spans taken by whichever thread is free) agree with exactly rounded sums,
-    and give bit-identical results whatever the number of threads and their
-    timing."""
-    n = _PARALLEL_MIN // 3 + 12_345  # 3 inputs: just worth threads; a ragged tail
+    spans taken by whichever thread is free) agree with exactly rounded sums
+    and give the same bits whatever the number of threads and their timing;
+    ``l2_loss`` and ``l2_loss_jvp`` give the same L."""
+    pools = []
+    real_pool = _evaluate._pool
+    monkeypatch.setattr(_evaluate, "_pool", lambda k: pools.append(k) or real_pool(k))
+    n = _PARALLEL_MIN + 12_345  # just worth threads; a ragged tail
     rng = np.random.default_rng(5)
     y, r, t = (rng.standard_normal(n) for _ in range(3))
     d = y - r  # exact: the residual is what both compute, rounded once
     want_L, want_Ld = 0.5 * math.fsum(d * d), math.fsum(d * t)
     eps64 = np.finfo(np.float64).eps
     results = set()
-    for count in (2, 3, 2, 3):
+    for count in (1, 2, 3, 2):
         with numpy_threads(count):
             L, Ld = l2_loss_jvp(y, r, t)
+            results.add((float(L), float(Ld)))
+            results.add((float(l2_loss(y, r)), float(Ld)))
         assert abs(float(L) - want_L) <= 4 * eps64 * want_L
         assert abs(float(Ld) - want_Ld) <= 4 * eps64 * math.fsum(np.abs(d * t))
-        results.add((float(L), float(Ld)))
     assert len(results) == 1
+    # Threads were asked for, by both functions...
+    assert pools.count(2) == 4
+    assert pools.count(3) == 2
+    pools.clear()
+    with numpy_threads(2):
+        l2_loss_jvp(y[: _PARALLEL_MIN - 1], r[: _PARALLEL_MIN - 1], t[: _PARALLEL_MIN - 1])
+    assert pools == []  # ... and only from _PARALLEL_MIN items
 
 
-def test_worker_threads_batched_and_masked() -> None:
+def test_threads_batched_and_masked() -> None:
     """Batched tangents and a mask on the threaded path: per-direction sums
     equal the reference."""
-    n, k = _PARALLEL_MIN // 6 + 777, 3  # y, y_ref, mask and 3 tangents
+    n, k = _PARALLEL_MIN + 777, 3
     rng = np.random.default_rng(6)
     y, r = rng.standard_normal(n), rng.standard_normal(n)
     t = rng.standard_normal((k, n))
@@ -170,6 +183,51 @@ def test_worker_threads_batched_and_masked() -> None:
     assert abs(float(L) - ref.loss(y, r, None, keep)) <= tol * ref.magnitude(y, r, None, None, keep)
     want = ref.loss_dot(y, r, t, None, None, keep)
     assert np.all(np.abs(Ld - want) <= tol * ref.magnitude(y, r, t, None, keep))
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_threads_see_the_callers_errstate(where: str) -> None:
+    """An overflow raises under ``numpy.errstate(over="raise")`` whichever
+    thread computes its tile (NumPy keeps errstate per context)."""
+    n = _PARALLEL_MIN + 3
+    y, r = np.zeros(n), np.zeros(n)
+    y[{"first": 0, "middle": n // 2, "last": n - 1}[where]] = 1e200
+    with numpy_threads(2):
+        for _ in range(5):
+            with np.errstate(over="raise"), pytest.raises(FloatingPointError):
+                l2_loss(y, r)
+            with np.errstate(over="ignore"):
+                assert l2_loss(y, r) == np.inf
+
+
+def test_a_failing_tile_fails_the_call_and_stops_the_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An error in any tile reaches the caller, no thread goes on with the
+    failed call's tiles afterwards, and the next call works."""
+    n = 8 * _PARALLEL_MIN
+    rng = np.random.default_rng(7)
+    y, r = rng.standard_normal(n), rng.standard_normal(n)
+    real_sums = _evaluate._sums
+    calls = []
+
+    def failing(backend: Any, dt: Any, o: Any, zero: Any, tangent: bool) -> Any:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 3:
+            raise ArithmeticError("injected")
+        return real_sums(backend, dt, o, zero, tangent)
+
+    with numpy_threads(2):
+        want = l2_loss(y, r)
+        monkeypatch.setattr(_evaluate, "_sums", failing)
+        with pytest.raises(ArithmeticError, match="injected"):
+            l2_loss(y, r)
+        done = len(calls)
+        time.sleep(0.1)
+        assert len(calls) == done  # nothing left running in the background
+        assert done < n // _namespace._NUMPY_TILE  # the other tiles were abandoned
+        monkeypatch.setattr(_evaluate, "_sums", real_sums)
+        assert l2_loss(y, r) == want
 
 
 @pytest.mark.parametrize("dtype", [">f8", ">c16", ">f4"])

@@ -13,13 +13,14 @@ reduction. A long row (a full reduction, or per-sample losses over more than a
 tile) is additionally viewed as short rows, so each tile is a batch of short
 BLAS dots: single-threaded inside BLAS (OpenBLAS threads a dot only above
 10 000 items), and a pairwise-like combination of short partial sums that
-keeps float32 accurate. Where the inputs hold enough items
-(``_PARALLEL_MIN``), tiles are spread over ``Backend.threads`` Python threads;
-NumPy releases the GIL in its subtraction always, and in ``vecdot`` only for
-calls over more than 500 rows, so those tiles are cut into
-``Backend.release_rows`` rows (512 rows of 256 items); one thread takes rows of
-``_ROW`` items (fewer, longer dots). Shorter per-sample rows that are still
-longer than one ``Backend.dot`` are summed in several dots by ``_rule``.
+keeps float32 accurate. Where ``y`` holds at least ``_PARALLEL_MIN`` items,
+tiles are spread over ``Backend.threads`` Python threads; NumPy releases the
+GIL in its subtraction always, and in ``vecdot`` only for calls over more than
+500 rows, so a full reduction that long is cut into ``Backend.release_rows``
+rows per tile (512 rows of 256 items), whatever the number of threads, so
+that its bits do not depend on it; shorter ones take rows of ``_ROW`` items
+(fewer, longer dots). Shorter per-sample rows that are still longer than one
+``Backend.dot`` are summed in several dots by ``_rule``.
 
 A full reduction over at most ``Backend.short`` items (a tile, or one dot on
 NumPy) skips the rows: one call of ``_rule.sums``, on the arrays as given when
@@ -34,6 +35,7 @@ get the plain expression.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
 import threading
@@ -53,13 +55,12 @@ __all__ = ["evaluate"]
 # took 1.2x as long in cache).
 _ROW = 10_000
 
-# Items read (all operands together) below which the calling thread does all
-# the work. `bench_trait(n, "threads", [1, 2], 9, 0.15)` of benchmarks/run.py
+# Items of ``y`` below which the calling thread does all the work, with rows
+# of _ROW. `bench_trait(n, "threads", [1, 2], 9, 0.15)` of benchmarks/run.py
 # (what `--threads` runs) on the 2-core CI machine, fraction of the ceiling
-# with one thread / two, fast path (3N items read): 0.17 / 0.14 at N = 3e5,
-# 0.14 / 0.14 at 1e6, 0.33 / 0.45 at 3e6, 0.57 / 0.66 at 1e7, 0.65 / 0.84 at
-# 3e7.
-_PARALLEL_MIN = 1 << 22
+# with one thread / two, fast path: 0.17 / 0.14 at N = 3e5, 0.14 / 0.14 at
+# 1e6, 0.33 / 0.45 at 3e6, 0.57 / 0.66 at 1e7, 0.65 / 0.84 at 3e7.
+_PARALLEL_MIN = 1 << 20
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -144,7 +145,7 @@ def evaluate(
                 (-1,),
                 backend.dot,
                 tangent,
-                backend.vdot,
+                None if dt.complex else backend.vdot,
             )
         o = _Operands(y, y_ref, y_dot, y_ref_dot, mask)
         return _full_reduction(backend, dt, o, zero, tangent)
@@ -203,9 +204,8 @@ def _as_rows(
     return args, kept, tuple(batch)
 
 
-def _workers(backend: Backend, o: _Operands) -> int:
-    """Threads worth using on the operands ``o`` (by the items they hold)."""
-    items = sum(math.prod(a.shape) for a in o if a is not None)
+def _workers(backend: Backend, items: int) -> int:
+    """Threads worth using on ``items`` items of ``y``."""
     return backend.threads if items >= _PARALLEL_MIN else 1
 
 
@@ -237,7 +237,7 @@ def _row_tiles(
         sq = xp.stack([p[0] for p in parts], axis=-1)
         return sq, (xp.stack([p[1] for p in parts], axis=-1) if tangent else None)
     spans = _spans(m, max(1, backend.tile // max(r, 1)))
-    parts = _map(backend, dt, args, zero, tangent, spans, _workers(backend, args), reduce=False)
+    parts = _map(backend, dt, args, zero, tangent, spans, _workers(backend, m * r), reduce=False)
     sq = xp.concat([p[0] for p in parts], axis=-1)
     return sq, (xp.concat([p[1] for p in parts], axis=-1) if tangent else None)
 
@@ -250,19 +250,20 @@ def _full_reduction(
     batch shape."""
     xp = backend.xp
     n = o.y.shape[-1]
-    workers = _workers(backend, o)
     row = _ROW
-    if workers > 1 and backend.release_rows:
+    if n >= _PARALLEL_MIN and backend.release_rows:
         # Enough rows per call for NumPy to release the GIL, so that the
-        # workers' dots run at once (one thread keeps rows of _ROW: fewer,
-        # longer dots were 1.2x as fast in cache).
+        # threads' dots run at once (below, rows of _ROW: fewer, longer dots
+        # were 1.2x as fast in cache). The layout depends on n alone, never
+        # on the number of threads: results are the same bits on every
+        # machine, and L is the same from l2_loss and from l2_loss_jvp.
         row = max(1, backend.tile // backend.release_rows)
     rows, rest = divmod(n, row)
     body = n - rest
     # (..., n) -> (..., rows, row): splitting the last axis is always a view.
     grid = o.map(lambda a: xp.reshape(a[..., :body], (*a.shape[:-1], rows, row)))
     spans = _spans(rows, max(1, backend.tile // row))
-    parts = _map(backend, dt, grid, zero, tangent, spans, workers, reduce=True)
+    parts = _map(backend, dt, grid, zero, tangent, spans, _workers(backend, n), reduce=True)
     if rest:
         tail = _sums(backend, dt, o.map(lambda a: a[..., None, body:]), zero, tangent)
         parts.append(_reduced(xp, dt, tail))
@@ -287,7 +288,9 @@ def _map(
     one at a time, in order, until none is left: a worker that wakes late (or
     a core taken by another process) only takes fewer spans, and the caller
     never waits for a worker that has not started. Results are stored by
-    span, so the sums are reproducible whichever thread computed them.
+    span, so the sums are reproducible whichever thread computed them. The
+    pool threads run in copies of the caller's context, so they see its
+    ``numpy.errstate``.
     """
     xp = backend.xp
 
@@ -311,12 +314,18 @@ def _map(
             out[i] = one(spans[i])
 
     pool = _pool(workers)
-    futures = [pool.submit(run) for _ in range(workers - 1)]
-    run()
-    for f in futures:
-        # A worker that has not started by now has nothing left to take.
-        if not f.cancel():
-            f.result()
+    futures = [pool.submit(contextvars.copy_context().run, run) for _ in range(workers - 1)]
+    try:
+        run()
+    finally:
+        # If the caller failed, the threads must not go on with its spans.
+        with lock:
+            for _ in claim:
+                pass
+        for f in futures:
+            # A thread that has not started by now has nothing left to take.
+            if not f.cancel():
+                f.result()
     return out
 
 
