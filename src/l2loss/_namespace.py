@@ -54,11 +54,12 @@ class Backend:
         Whether devices must be compared (meaningless on NumPy and Dask;
         impossible on traced JAX arrays, which JAX checks itself).
     vdot
-        The inner product ``sum(conj(a) * b)`` of two 1-D arrays, where the
-        library has a faster call than ``vecdot`` with the same result, or
-        None. NumPy: ``numpy.vdot``, the same BLAS dot without the ufunc
-        machinery (0.48 against 0.68 us at 10 items; a call of l2loss on 10
-        items takes two).
+        The inner product of two real 1-D arrays, where the library has a
+        faster call than ``vecdot`` with the same result, or None. NumPy:
+        ``numpy.vdot``, the same BLAS dot without the ufunc machinery (0.48
+        against 0.68 us at 10 items; a call of l2loss on 10 items takes two).
+        Not for complex arrays: for complex64 with a negative stride it
+        rounds differently from ``vecdot``.
     release_rows
         Rows per ``vecdot`` call that a tile handed to worker threads is cut
         into, where the library releases the GIL only for calls over enough
