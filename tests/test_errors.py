@@ -185,3 +185,23 @@ def test_validation_reads_no_values(be: Backend) -> None:
     y = arr(be, np.full((2, 3), np.nan))
     with pytest.raises(ValueError, match=r"y_ref must have the shape of y"):
         l2_loss(y, arr(be, np.full(3, np.nan)))
+
+
+@pytest.mark.parametrize("n", [3, 20_000])  # the small path and the tiles
+def test_numpy_masked_arrays_are_refused(n: int) -> None:
+    """NumPy's masked arrays would lose their mask in some kernels: they get a
+    TypeError that says how to pass the mask, whatever their size or role."""
+    a = np.ma.masked_array(np.ones(n), mask=np.arange(n) % 2 == 0)
+    plain = np.zeros(n)
+    fix = r"pass its data and the mask as `where`"
+    with pytest.raises(
+        TypeError, match=rf"y is a numpy\.ma\.MaskedArray \(shape \({n},\), dtype float64\).*{fix}"
+    ):
+        l2_loss(a, plain)
+    with pytest.raises(TypeError, match=rf"y_dot is a numpy\.ma\.MaskedArray.*{fix}"):
+        l2_loss_jvp(plain, plain, a)
+    with pytest.raises(TypeError, match=r"where is a numpy\.ma\.MaskedArray"):
+        l2_loss(plain, plain, where=np.ma.masked_array(np.ones(n, dtype=bool)))
+    _, pullback = l2_loss_vjp(plain, plain)
+    with pytest.raises(TypeError, match=r"L_bar is a numpy\.ma\.MaskedArray"):
+        pullback(np.ma.masked_array(np.ones(())))

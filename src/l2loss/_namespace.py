@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import array_api_compat as compat
+import numpy as np
 
 __all__ = ["Backend", "backend_of", "present"]
 
@@ -172,8 +173,8 @@ def backend_of(names: tuple[str, ...], arrays: tuple[Any, ...]) -> Backend:
     Raises
     ------
     TypeError
-        If an argument is not an array, or the arrays come from different
-        libraries.
+        If an argument is not an array, is a NumPy masked array, or the
+        arrays come from different libraries.
     """
     key = tuple(map(type, arrays))
     backend = _CACHE.get(key)
@@ -186,6 +187,13 @@ def backend_of(names: tuple[str, ...], arrays: tuple[Any, ...]) -> Backend:
                 f"{name} must be an array of an array API library (NumPy, CuPy, "
                 f"PyTorch, JAX, Dask, ...), got {type(a).__module__}.{type(a).__qualname__}; "
                 f"wrap it first, e.g. numpy.asarray({name})"
+            )
+        if isinstance(a, np.ma.MaskedArray):
+            # NumPy's kernels would drop the mask on some paths, not others.
+            raise TypeError(
+                f"{name} is a numpy.ma.MaskedArray (shape {a.shape}, dtype {a.dtype}), whose "
+                f"mask l2loss does not read; pass its data and the mask as `where`: "
+                f"{name}.data and where=~numpy.ma.getmaskarray({name})"
             )
     try:
         xp = compat.array_namespace(*arrays)
