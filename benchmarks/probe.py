@@ -157,7 +157,7 @@ def row_length(rng: np.random.Generator) -> None:
 def workers(rng: np.random.Generator) -> None:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"5. l2loss, one worker and {cores} (ms per call / cpu per wall, calls back to back):")
-    for n in (10**6, 3 * 10**6, 10**7):
+    for n in (3 * 10**6, 10**7, 3 * 10**7):  # from _PARALLEL_MIN (1 Mi)
         y, y_ref, y_dot = (rng.standard_normal(n) for _ in range(3))
         use = numpy_variants(y, y_ref, y_dot, "threads", [1, cores or 1])
         line = []

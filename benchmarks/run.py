@@ -434,14 +434,14 @@ def main(argv: list[str] | None = None) -> int:
         "float32": bench_float32(10_000_000, rounds, budget),
     }
     if args.tiles:
-        # At 1e6 one thread takes each tile as rows of 10 000 items (``_ROW``),
-        # at 1e7 several take it as 512 rows (``Backend.release_rows``).
+        # Sizes where a tile is 512 rows (``Backend.release_rows``) of
+        # tile / 512 items, so each tile size is exactly the one measured.
         tiles = [1 << k for k in range(14, 21)]
         result["tiles"] = {
-            str(n): bench_trait(n, "tile", tiles, rounds, budget) for n in (10**6, 10**7)
+            str(n): bench_trait(n, "tile", tiles, rounds, budget) for n in (3 * 10**6, 10**7)
         }
     if args.threads:
-        # Below _PARALLEL_MIN items read (3N > 4 Mi) every count runs on one thread.
+        # Below _PARALLEL_MIN (1 Mi) items every count runs on one thread.
         counts = sorted({1, 2, os.cpu_count() or 1})
         result["threads"] = {
             str(n): bench_trait(n, "threads", counts, rounds, budget)
