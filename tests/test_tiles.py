@@ -203,29 +203,39 @@ def test_threads_see_the_callers_errstate(where: str) -> None:
 def test_a_failing_tile_fails_the_call_and_stops_the_threads(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An error in any tile reaches the caller, no thread goes on with the
-    failed call's tiles afterwards, and the next call works."""
+    """An error in any tile, in the calling thread or a pool thread, reaches
+    the caller; no thread takes another tile of the failed call, nothing runs
+    after it returns, and the next call works."""
     n = 8 * _PARALLEL_MIN
     rng = np.random.default_rng(7)
     y, r = rng.standard_normal(n), rng.standard_normal(n)
     real_sums = _evaluate._sums
     calls = []
 
-    def failing(backend: Any, dt: Any, o: Any, zero: Any, tangent: bool) -> Any:
-        calls.append(threading.current_thread().name)
-        if len(calls) == 3:
-            raise ArithmeticError("injected")
-        return real_sums(backend, dt, o, zero, tangent)
+    def failing_in(thread: str) -> Any:
+        def sums(backend: Any, dt: Any, o: Any, zero: Any, tangent: bool) -> Any:
+            if threading.current_thread().name.startswith(thread):
+                calls.append("failed")
+                raise ArithmeticError("injected")
+            calls.append("started")
+            return real_sums(backend, dt, o, zero, tangent)
+
+        return sums
 
     with numpy_threads(2):
         want = l2_loss(y, r)
-        monkeypatch.setattr(_evaluate, "_sums", failing)
-        with pytest.raises(ArithmeticError, match="injected"):
-            l2_loss(y, r)
-        done = len(calls)
-        time.sleep(0.1)
-        assert len(calls) == done  # nothing left running in the background
-        assert done < n // _namespace._NUMPY_TILE  # the other tiles were abandoned
+        for thread in ("MainThread", "l2loss"):
+            calls.clear()
+            monkeypatch.setattr(_evaluate, "_sums", failing_in(thread))
+            with pytest.raises(ArithmeticError, match="injected"):
+                l2_loss(y, r)
+            done = len(calls)
+            time.sleep(0.1)
+            assert len(calls) == done  # nothing left running in the background
+            # After the failure, only a tile the other thread had already
+            # taken may start; the rest are abandoned.
+            after = calls[calls.index("failed") + 1 :]
+            assert after.count("started") <= 1, (thread, calls)
         monkeypatch.setattr(_evaluate, "_sums", real_sums)
         assert l2_loss(y, r) == want
 

@@ -311,17 +311,20 @@ def _map(
                 i = next(claim, -1)
             if i < 0:
                 return
-            out[i] = one(spans[i])
+            try:
+                out[i] = one(spans[i])
+            except BaseException:
+                # The call has failed: no thread takes another of its spans.
+                with lock:
+                    for _ in claim:
+                        pass
+                raise
 
     pool = _pool(workers)
     futures = [pool.submit(contextvars.copy_context().run, run) for _ in range(workers - 1)]
     try:
         run()
     finally:
-        # If the caller failed, the threads must not go on with its spans.
-        with lock:
-            for _ in claim:
-                pass
         for f in futures:
             # A thread that has not started by now has nothing left to take.
             if not f.cancel():
