@@ -105,8 +105,6 @@ def test_worker_pool_grows_and_keeps_the_old_one_working() -> None:
     """A backend asking for more workers than the pool has gets a larger pool
     (the benchmark sweeps Backend.threads); a call still holding the old pool
     can go on submitting to it."""
-    from l2loss import _evaluate
-
     old = _evaluate._pool(1)
     size = _evaluate._POOL_SIZE
     new = _evaluate._pool(size + 2)
@@ -213,8 +211,17 @@ def test_a_failing_tile_fails_the_call_and_stops_the_threads(
     calls = []
 
     def failing_in(thread: str) -> Any:
+        pool_started = threading.Event()
+
         def sums(backend: Any, dt: Any, o: Any, zero: Any, tangent: bool) -> Any:
-            if threading.current_thread().name.startswith(thread):
+            name = threading.current_thread().name
+            if name.startswith("l2loss"):
+                pool_started.set()
+            elif thread == "l2loss":
+                # Or the caller could take every tile before the pool thread
+                # starts, and nothing would fail.
+                pool_started.wait(10)
+            if name.startswith(thread):
                 calls.append("failed")
                 raise ArithmeticError("injected")
             calls.append("started")
