@@ -1,7 +1,8 @@
 """The array backends the tests run on, with what each needs to be tested fairly.
 
 ``L2LOSS_BACKEND`` (set by the nox session) picks one; without it, every
-backend importable here is used. Each backend knows how to make arrays from
+backend importable here is used. ``L2LOSS_DEVICE`` (default ``cpu``) is the
+PyTorch device the torch backend's arrays live on. Each backend knows how to make arrays from
 NumPy ones, how to read results back, and how to call a function the way its
 users do: JAX also under ``jax.jit``, Dask with computing forbidden.
 """
@@ -75,7 +76,7 @@ class Backend:
         if self.name == "torch":
             import torch
 
-            return torch.from_numpy(a.copy())
+            return torch.from_numpy(a.copy()).to(self.device)
         if self.name == "strict":
             return self.xp.asarray(a, device=self.device)
         return self.xp.asarray(a)
@@ -141,8 +142,14 @@ def _make(name: str) -> Backend:
     if name == "torch":
         import torch
 
+        # L2LOSS_DEVICE=cuda runs the torch tests on the GPU (benchmarks/gpu.sh).
+        device = torch.device(os.environ.get("L2LOSS_DEVICE", "cpu"))
+        torch.empty(0, device=device)  # raises where that device is not usable
         return Backend(
-            name, compat.array_namespace(torch.empty(0)), low_precision=("float16", "bfloat16")
+            name,
+            compat.array_namespace(torch.empty(0)),
+            device=device,
+            low_precision=("float16", "bfloat16"),
         )
     if name in ("jax", "jax-jit"):
         import jax

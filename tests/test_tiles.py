@@ -5,6 +5,8 @@ tiled evaluation: rows, worker threads, partial sums)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import threading
 import time
@@ -99,6 +101,72 @@ def test_rows_longer_than_one_dot(be: Backend, rows: int) -> None:
         scale = math.fsum(np.abs(d[i] * t[i])) + math.fsum(np.abs(d[i] * u[i]))
         assert abs(L[i] - want_L) <= 6 * eps64 * want_L, i
         assert abs(Ld[i] - want_Ld) <= 6 * eps64 * scale, i
+
+
+@pytest.mark.parametrize("layout", ["native", "pieces"])
+@pytest.mark.parametrize("dtype", ["float64", "complex128", "float32"])
+def test_small_tiles_match_reference(
+    be: Backend, dtype: str, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tiled path of every eager backend, whatever its tile (CuPy's and
+    PyTorch-on-GPU tiles are larger than any input here): with tiles of 4 Ki
+    items, a full reduction, per-sample rows spanning several tiles and tiles
+    of several rows, with a mask and two directions, equal the reference;
+    also with the GPUs' layout (1-D pieces, ``b @ a``) on every backend."""
+    tile = 1 << 12
+
+    def small(xp: Any, sample: Any) -> _namespace.Backend:
+        b = classify(xp, sample)
+        gpu_layout: dict[str, Any] = {}
+        if layout == "pieces":
+            gpu_layout = {"rows": False, "vdot": functools.partial(_namespace._matvec, xp)}
+        gpu = b.accelerated and dataclasses.replace(
+            b.accelerated, tile=tile, short=tile, **gpu_layout
+        )
+        return dataclasses.replace(b, tile=tile, short=tile, accelerated=gpu, **gpu_layout)
+
+    classify = _namespace._classify
+    monkeypatch.setattr(_namespace, "_classify", small)
+    monkeypatch.setattr(_namespace, "_CACHE", {})
+    monkeypatch.setattr(_api, "_RESOLVED", {})
+    rng = np.random.default_rng(5)
+    tol = eps(dtype) * 64
+    for shape, axis in (((50_003,), None), ((3, 9_001), -1), ((40, 301), -1), ((40, 301), None)):
+
+        def draw(*shape: int, dtype: str = dtype) -> np.ndarray[Any, Any]:
+            a = rng.standard_normal(shape)
+            if dtype.startswith("complex"):
+                a = a + 1j * rng.standard_normal(shape)
+            return a.astype(dtype)
+
+        # float32 with a float64 direction: mixed precision, promoted
+        t = draw(2, *shape, dtype="float64" if dtype == "float32" else dtype)
+        y, r, u = draw(*shape), draw(*shape), draw(2, *shape)
+        # no mask on the full reduction: a mask promotes y and y_ref early
+        keep = None if len(shape) == 1 else rng.random(shape) > 0.25
+        Y, R, T, U = (be.asarray(a) for a in (y, r, t, u))
+        W = None if keep is None else be.asarray(keep)
+        L, Ld = be.call(l2_loss_jvp, Y, R, T, U, axis=axis, where=W, batched=True)
+        want_L, want_Ld = ref.loss(y, r, axis, keep), ref.loss_dot(y, r, t, u, axis, keep)
+        got_L, got_Ld = be.to_numpy(L), be.to_numpy(Ld)
+        assert got_L.shape == np.shape(want_L), shape
+        assert got_Ld.shape == np.shape(want_Ld), shape
+        assert np.all(np.abs(got_L - want_L) <= tol * ref.magnitude(y, r, None, axis, keep))
+        scale = ref.magnitude(y, r, t, axis, keep) + ref.magnitude(y, r, u, axis, keep)
+        assert np.all(np.abs(got_Ld - want_Ld) <= tol * scale), shape
+
+
+def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
+    """PyTorch holds arrays on the host and on devices: the traits (tile)
+    follow the device of ``y``, per call (``meta`` stands in for a GPU here)."""
+    torch = pytest.importorskip("torch")
+    cpu, meta = torch.ones(3), torch.ones(3, device="meta")
+    on_cpu = _api._Call(cpu, cpu, cpu, None, None, None, False).backend
+    on_meta = _api._Call(meta, meta, meta, None, None, None, False).backend
+    assert on_cpu.tile == 1 << 20
+    assert on_meta.tile == on_meta.short == _namespace._GPU_TILE
+    L, Ld = l2_loss_jvp(meta, meta, meta)
+    assert L.device == Ld.device == meta.device
 
 
 def test_worker_pool_grows_and_keeps_the_old_one_working() -> None:

@@ -89,6 +89,8 @@ class _Call:
         batched: bool,
     ) -> None:
         backend, self.dt, self.L_dtype = _resolve(y, y_ref, y_dot, y_ref_dot, where)
+        if backend.accelerated is not None and y.device.type != "cpu":
+            backend = backend.accelerated
         shape = y.shape
         if y_ref.shape != shape:
             check_shape("y_ref", y_ref, tuple(shape), "y")

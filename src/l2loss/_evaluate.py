@@ -22,6 +22,10 @@ that its bits do not depend on it; shorter ones take rows of ``_ROW`` items
 (fewer, longer dots). Shorter per-sample rows that are still longer than one
 ``Backend.dot`` are summed in several dots by ``_rule``.
 
+GPUs (``Backend.rows`` False) take no rows: a long full reduction is cut
+into 1-D pieces of one (large) tile each, one kernel per operation, since
+there every launch costs more than the kernel's work on a small tile.
+
 A full reduction over at most ``Backend.short`` items (a tile, or one dot on
 NumPy) skips the rows: one call of ``_rule.sums``, on the arrays as given when
 they are 1-D (no reshape), so a call on 10 items costs little more than the
@@ -248,6 +252,8 @@ def _full_reduction(
     """Sums over the whole last axis of ``o`` (tangents may carry a leading
     batch axis), as rows, tile by tile: ``sq`` of shape ``()``, ``ip`` of the
     batch shape."""
+    if not backend.rows:
+        return _pieces(backend, dt, o, zero, tangent)
     xp = backend.xp
     n = o.y.shape[-1]
     row = _ROW
@@ -267,6 +273,22 @@ def _full_reduction(
     if rest:
         tail = _sums(backend, dt, o.map(lambda a: a[..., None, body:]), zero, tangent)
         parts.append(_reduced(xp, dt, tail))
+    sq = _total(xp, dt, [p[0] for p in parts])
+    return sq, (_total(xp, dt, [p[1] for p in parts]) if tangent else None)
+
+
+def _pieces(
+    backend: Backend, dt: Dtypes, o: _Operands, zero: Any, tangent: bool
+) -> tuple[Any, Any]:
+    """``_full_reduction`` as 1-D pieces of one tile each, no rows (GPUs)."""
+    xp, wide = backend.xp, _wide(backend.xp, dt)
+    vdot = None if dt.complex else backend.vdot
+
+    def one(s: slice) -> tuple[Any, Any]:
+        sq, ip = sums(xp, dt, *o.map(lambda a: a[..., s]), zero, (-1,), backend.dot, tangent, vdot)
+        return _as(xp, sq, wide), (None if ip is None else _as(xp, ip, wide))
+
+    parts = [one(s) for s in _spans(o.y.shape[-1], backend.tile)]
     sq = _total(xp, dt, [p[0] for p in parts])
     return sq, (_total(xp, dt, [p[1] for p in parts]) if tangent else None)
 
@@ -336,6 +358,10 @@ def _wide(xp: Any, dt: Dtypes) -> Any:
     """The dtype partial sums are combined in: float64 for float32 work, so
     the result is as accurate as its rows."""
     return xp.float64 if dt.real_work == xp.float32 else dt.real_work
+
+
+def _as(xp: Any, a: Any, dtype: Any) -> Any:
+    return a if a.dtype == dtype else xp.astype(a, dtype)
 
 
 def _reduced(xp: Any, dt: Dtypes, part: tuple[Any, Any]) -> tuple[Any, Any]:

@@ -7,6 +7,8 @@ dictionary lookup per call is enough after the first.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -55,12 +57,22 @@ class Backend:
         Whether devices must be compared (meaningless on NumPy and Dask;
         impossible on traced JAX arrays, which JAX checks itself).
     vdot
-        The inner product of two real 1-D arrays, where the library has a
-        faster call than ``vecdot`` with the same result, or None. NumPy:
-        ``numpy.vdot``, the same BLAS dot without the ufunc machinery (0.48
-        against 0.68 us at 10 items; a call of l2loss on 10 items takes two).
-        Not for complex arrays: for complex64 with a negative stride it
-        rounds differently from ``vecdot``.
+        The inner product ``vdot(a, b)`` of a real 1-D ``a`` and a real ``b``
+        of its shape or with one more leading (batch) axis, where the
+        library has a faster call than ``vecdot`` with the same result, or
+        None. NumPy: ``numpy.vdot`` for one direction, the same BLAS dot
+        without the ufunc machinery (0.48 against 0.68 us at 10 items; a call
+        of l2loss on 10 items takes two). Not for complex arrays: for
+        complex64 with a negative stride it rounds differently from
+        ``vecdot``. GPUs: ``b @ a``, cuBLAS's dot or matrix-vector product
+        (CuPy's ``vecdot`` took 1.5x as long as ``cupy.dot`` on 1e8 items, and
+        10x as long as ``T @ d`` for 8 directions: ``benchmarks/gpu.sh``).
+    rows
+        Whether a long full reduction is cut into rows (of ``_evaluate._ROW``
+        items, or per ``release_rows``) whose dots are summed per tile: short
+        BLAS dots on CPUs. False (GPUs): each tile is one 1-D piece, one
+        kernel per operation, since on a GPU every launch costs several us
+        while the kernel covers the whole piece at once.
     release_rows
         Rows per ``vecdot`` call that a tile handed to worker threads is cut
         into, where the library releases the GIL only for calls over enough
@@ -75,8 +87,10 @@ class Backend:
     short: int
     check_devices: bool
     dot: int = 1 << 62
+    rows: bool = True
     release_rows: int = 0
     vdot: Any = None
+    accelerated: Backend | None = None
 
 
 _CACHE: dict[tuple[type, ...], Backend] = {}
@@ -91,6 +105,30 @@ _CACHE: dict[tuple[type, ...], Backend] = {}
 # machine's noise). 128 Ki is the largest tile whose temporaries (residual,
 # and masked inputs with `where`) stay under 8 MiB with two threads.
 _NUMPY_TILE = 1 << 17
+
+
+# Tile of GPU arrays (CuPy; PyTorch on CUDA): 32 Mi items (256 MiB of
+# float64). A GPU covers a whole tile per kernel, and each of a tile's few
+# kernels costs 10-40 us to launch from Python (an H200, `benchmarks/gpu.sh`:
+# cupy.dot on 1e3 items took 44 us), so tiles must be large for the GPU, not
+# the host, to set the pace; they still bound the temporaries for inputs
+# larger than that. Measured with `benchmarks/gpu.sh` (its `--tiles` sweep).
+_GPU_TILE = 1 << 25
+
+
+def _matvec(xp: Any, a: Any, b: Any) -> Any:
+    """``<a, b>`` of real ``a`` (1-D) and ``b`` (1-D, or one row per
+    direction) as ``b @ a``: cuBLAS's dot or matrix-vector product on GPUs.
+    PyTorch's ``matmul`` does not promote: mixed precision is cast first."""
+    if a.dtype != b.dtype:
+        common = xp.result_type(a, b)
+        a, b = xp.astype(a, common), xp.astype(b, common)
+    return b @ a
+
+
+def _numpy_vdot(a: Any, b: Any) -> Any:
+    # numpy.vdot flattens its arguments: for one direction only.
+    return np.vdot(a, b) if b.ndim == 1 else np.vecdot(a, b)
 
 
 def _cores() -> int:
@@ -132,10 +170,10 @@ def _classify(xp: Any, sample: Any) -> Backend:
             check_devices=False,
             dot=_OPENBLAS_SERIAL_DOT,
             release_rows=_NUMPY_RELEASE_ROWS,
-            vdot=xp.vdot,
+            vdot=_numpy_vdot,
         )
     if compat.is_torch_array(sample):
-        return Backend(
+        cpu = Backend(
             xp,
             "torch",
             eager=True,
@@ -145,9 +183,21 @@ def _classify(xp: Any, sample: Any) -> Backend:
             check_devices=True,
             dot=0,
         )
+        gpu = dataclasses.replace(
+            cpu, tile=_GPU_TILE, short=_GPU_TILE, rows=False, vdot=functools.partial(_matvec, xp)
+        )
+        return dataclasses.replace(cpu, accelerated=gpu)
     if compat.is_cupy_array(sample):
         return Backend(
-            xp, "cupy", eager=True, threads=1, tile=1 << 24, short=1 << 24, check_devices=True
+            xp,
+            "cupy",
+            eager=True,
+            threads=1,
+            tile=_GPU_TILE,
+            short=_GPU_TILE,
+            check_devices=True,
+            rows=False,
+            vdot=functools.partial(_matvec, xp),
         )
     if compat.is_jax_array(sample):
         return Backend(xp, "jax", eager=False, threads=1, tile=0, short=0, check_devices=False)

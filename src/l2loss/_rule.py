@@ -40,16 +40,19 @@ def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, mask: Any, zero: Any) -> A
 def _inner(xp: Any, dt: Dtypes, a: Any, b: Any, axes: tuple[int, ...], dot: int, vdot: Any) -> Any:
     """``Re sum_axes conj(a) b``; ``b`` may carry extra leading (batch) axes.
 
-    ``dot`` > 0: the reduced axis is the single last one and the sum is taken
-    by ``vecdot``, in calls over at most ``dot`` items of it (see
-    ``Backend.dot``), or by ``vdot`` where it is given and both are 1-D;
-    ``dot`` = 0: as ``sum(conj(a) * b)``.
+    By ``vdot`` where it is given and ``a`` is 1-D (``b`` then has its shape
+    or one more leading axis; see ``Backend.vdot``); else, ``dot`` > 0: the
+    reduced axis is the single last one and the sum is taken by ``vecdot``,
+    in calls over at most ``dot`` items of it (see ``Backend.dot``); ``dot``
+    = 0: as ``sum(conj(a) * b)``.
     """
-    if dot:
+    if vdot is not None and a.ndim == 1:
+        r = vdot(a, b)
+    elif dot:
         n = a.shape[-1]
         if n <= dot:
             # vecdot: axis=-1 is the default (a keyword costs 0.1 us)
-            r = vdot(a, b) if vdot is not None and b.ndim == 1 else xp.vecdot(a, b)
+            r = xp.vecdot(a, b)
         else:
             r = xp.vecdot(a[..., :dot], b[..., :dot])
             for i in range(dot, n, dot):
