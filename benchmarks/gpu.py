@@ -1,0 +1,473 @@
+"""GPU benchmark: l2loss on CuPy and on PyTorch (CUDA) against the GPU peers
+and the GPU's read-bandwidth ceiling.
+
+``bash benchmarks/gpu.sh`` runs it (after the test suite) on a machine with an
+NVIDIA GPU; alone: ``python benchmarks/gpu.py --out DIR [--tiles]``. Without
+CuPy and a GPU, ``--dry`` runs the same code on small host arrays (NumPy in
+CuPy's place), to check the script, not to measure anything.
+
+* The ceiling is ``cupy.dot(a, b)`` (cuBLAS) on two arrays of N items of the
+  dtype under test: the GPU's read rate. A call that must read ``B`` bytes
+  (3N items for the fast path, 4N full, (K + 2) N batched) is credited with
+  ``B / t``; its fraction of the ceiling is ``(B / t) / (2 N s / t_dot)``,
+  ``s`` the item size.
+* A timed run calls its case ``number`` times back to back (about ``budget``
+  seconds in all), then waits with the library's own synchronisation
+  (``cupy.cuda.Stream.synchronize``, ``torch.cuda.synchronize``,
+  ``jax.block_until_ready``) before the host clock is read. Each round times
+  every case once, after one untimed run of it; figures are medians over
+  rounds, and ratios are taken pair by pair within a round.
+* Every case's result is checked against a float64 computation on the host;
+  the relative errors are recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import l2loss
+from l2loss import _api
+
+Fn = Callable[[], Any]
+K = 8  # directions of the batched cases
+SIZES = [10**3, 10**4, 10**5, 10**6, 10**7, 3 * 10**7, 10**8]
+BATCHED_SIZES = [10**6, 10**7]
+TILE_SIZES = [10**7, 10**8]
+TILES = [1 << 22, 1 << 23, 1 << 24, 1 << 25, 1 << 26, 1 << 62]
+
+
+@dataclasses.dataclass
+class Lib:
+    """One array library on the GPU: how arrays get there, how to wait."""
+
+    name: str
+    put: Callable[[Any], Any]
+    sync: Callable[[Any], None]
+    mod: Any
+
+
+def libraries(dry: bool) -> dict[str, Lib]:
+    """CuPy (or NumPy with ``dry``), PyTorch and JAX on the GPU (host if ``dry``)."""
+    import torch
+
+    libs: dict[str, Lib] = {}
+    if dry:
+        libs["cupy"] = Lib("numpy", np.asarray, lambda r: None, np)
+    else:
+        import cupy
+
+        libs["cupy"] = Lib(
+            "cupy", cupy.asarray, lambda r: cupy.cuda.get_current_stream().synchronize(), cupy
+        )
+    dev = "cpu" if dry else "cuda"
+    libs["torch"] = Lib(
+        "torch",
+        lambda a: torch.from_dlpack(a).to(dev) if not dry else torch.from_numpy(a),
+        (lambda r: None) if dry else (lambda r: torch.cuda.synchronize()),
+        torch,
+    )
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    libs["jax"] = Lib(
+        "jax", lambda a: jax.device_put(np.asarray(_host(a))), jax.block_until_ready, jax
+    )
+    return libs
+
+
+def _host(a: Any) -> np.ndarray[Any, Any]:
+    return a if isinstance(a, np.ndarray) else a.get()
+
+
+def timer(fn: Fn, sync: Callable[[Any], None], budget: float) -> Callable[[], float]:
+    """A closure timing ``fn`` over enough calls to last about ``budget`` s."""
+    sync(fn())
+    t0 = time.perf_counter()
+    sync(fn())
+    one = max(time.perf_counter() - t0, 1e-7)
+    number = max(1, min(100_000, int(budget / one)))
+
+    def timed() -> float:
+        t = time.perf_counter()
+        for _ in range(number):
+            r = fn()
+        sync(r)
+        return (time.perf_counter() - t) / number
+
+    return timed
+
+
+def measure(
+    cases: dict[str, tuple[Fn, Callable[[Any], None]]], rounds: int, budget: float
+) -> dict[str, list[float]]:
+    """Seconds per call of each case, ``rounds`` times, cases interleaved."""
+    timers = {k: timer(f, s, budget) for k, (f, s) in cases.items()}
+    out: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(rounds):
+        for k, t in timers.items():
+            t()  # untimed: caches, clocks and queues in their steady state
+            out[k].append(t())
+    return out
+
+
+def _ratio(num: list[float], den: list[float]) -> float:
+    return float(np.median(np.asarray(num) / np.asarray(den)))
+
+
+def _rel(got: Any, want: float) -> float:
+    return abs(float(np.asarray(_host_scalar(got))) - want) / max(abs(want), 1e-300)
+
+
+def _host_scalar(x: Any) -> Any:
+    if hasattr(x, "get"):
+        return x.get()
+    if hasattr(x, "cpu"):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _inputs(libs: dict[str, Lib], n: int, dtype: str, seed: int) -> dict[str, Any]:
+    """Six arrays of ``n`` items (y, y_ref, y_dot, y_ref_dot, a, b) per library."""
+    xp = libs["cupy"].mod
+    rng = xp.random.default_rng(seed)
+    base = [rng.standard_normal(n).astype(dtype) for _ in range(6)]
+    return {"cupy": base, "torch": [libs["torch"].put(a) for a in base[:4]]} | {
+        "jax": [libs["jax"].put(a) for a in base[:4]]
+    }
+
+
+def _reference(arrays: list[Any]) -> tuple[float, float, float]:
+    """Host float64 ``L``, ``L_dot`` (fast path) and ``L_dot`` (full path)."""
+    y, r, t, u = (_host(a).astype(np.float64) for a in arrays[:4])
+    d = y - r
+    return 0.5 * float(d @ d), float(d @ t), float(d @ t - d @ u)
+
+
+def cases_at(
+    libs: dict[str, Lib], n: int, dtype: str, arrays: dict[str, Any]
+) -> dict[str, tuple[Fn, Callable[[Any], None], int, int]]:
+    """``name -> (call, sync, items read, path)``; path 0: returns (L, L_dot)
+    fast path, 1: full path, 2: the ceiling."""
+    cp, torch, jax = libs["cupy"], libs["torch"], libs["jax"]
+    y, r, t, u, a, b = arrays["cupy"]
+    ty, tr, tt, _ = arrays["torch"]
+    jy, jr, jt, _ = arrays["jax"]
+    jnp = jax.mod.numpy
+    out: dict[str, tuple[Fn, Callable[[Any], None], int, int]] = {
+        "ceiling": (lambda: cp.mod.dot(a, b), cp.sync, 2 * n, 2),
+        "l2loss-cupy": (lambda: l2loss.l2_loss_jvp(y, r, t), cp.sync, 3 * n, 0),
+        "l2loss-cupy-full": (lambda: l2loss.l2_loss_jvp(y, r, t, u), cp.sync, 4 * n, 1),
+    }
+
+    def cupy_plain() -> Any:
+        d = y - r
+        return 0.5 * cp.mod.dot(d, d), cp.mod.dot(d, t)
+
+    def torch_loss(v: Any) -> Any:
+        return 0.5 * ((v - tr) ** 2).sum()
+
+    def torch_plain() -> Any:
+        d = ty - tr
+        return 0.5 * torch.mod.dot(d, d), torch.mod.dot(d, tt)
+
+    @jax.mod.jit
+    def jax_jvp(y: Any, r: Any, t: Any) -> Any:
+        return jax.mod.jvp(lambda v: 0.5 * jnp.sum((v - r) ** 2), (y,), (t,))
+
+    l2loss_jit = jax.mod.jit(l2loss.l2_loss_jvp)
+    out |= {
+        "cupy-plain": (cupy_plain, cp.sync, 3 * n, 0),
+        "l2loss-torch": (lambda: l2loss.l2_loss_jvp(ty, tr, tt), torch.sync, 3 * n, 0),
+        "torch-func-jvp": (
+            lambda: torch.mod.func.jvp(torch_loss, (ty,), (tt,)),
+            torch.sync,
+            3 * n,
+            0,
+        ),
+        "torch-plain": (torch_plain, torch.sync, 3 * n, 0),
+        "jax-jit-jvp": (lambda: jax_jvp(jy, jr, jt), jax.sync, 3 * n, 0),
+        "l2loss-jax-jit": (lambda: l2loss_jit(jy, jr, jt), jax.sync, 3 * n, 0),
+        "l2loss-jax": (lambda: l2loss.l2_loss_jvp(jy, jr, jt), jax.sync, 3 * n, 0),
+    }
+    return out
+
+
+def bench_sizes(
+    libs: dict[str, Lib], sizes: list[int], dtype: str, rounds: int, budget: float
+) -> list[dict[str, Any]]:
+    rows = []
+    for n in sizes:
+        arrays = _inputs(libs, n, dtype, seed=n)
+        cases = cases_at(libs, n, dtype, arrays)
+        ref = _reference(arrays["cupy"])
+        errors = {}
+        for k, (f, _, _, path) in cases.items():
+            if path < 2:
+                L, Ld = f()
+                errors[k] = max(_rel(L, ref[0]), _rel(Ld, ref[1 + path]))
+        times = measure({k: (f, s) for k, (f, s, _, _) in cases.items()}, rounds, budget)
+        tc = times["ceiling"]
+        row: dict[str, Any] = {
+            "n": n,
+            "dtype": dtype,
+            "ceiling_GBps": 2 * n * np.dtype(dtype).itemsize / float(np.median(tc)) / 1e9,
+            "seconds": {k: float(np.median(v)) for k, v in times.items()},
+            "fraction": {
+                k: _ratio([c * items / (2 * n) for c in tc], times[k])
+                for k, (_, _, items, _) in cases.items()
+                if k != "ceiling"
+            },
+            "speedup_cupy": {
+                k: _ratio(times[k], times["l2loss-cupy"])
+                for k in times
+                if k not in ("ceiling", "l2loss-cupy", "l2loss-cupy-full")
+            },
+            "rel_error": errors,
+        }
+        rows.append(row)
+        print(_line(row), flush=True)
+        del arrays, cases
+    return rows
+
+
+def _line(row: dict[str, Any]) -> str:
+    fr = row["fraction"]
+    return (
+        f"{row['dtype']:>7} N={row['n']:.0e} ceiling {row['ceiling_GBps']:7.1f} GB/s  "
+        + "  ".join(f"{k}={v:.2f}" for k, v in fr.items())
+    )
+
+
+def bench_batched(
+    libs: dict[str, Lib], sizes: list[int], dtype: str, rounds: int, budget: float
+) -> list[dict[str, Any]]:
+    """``batched=True`` with K directions against the cuBLAS matrix-vector
+    product of the plain expression and ``jax.jit(jax.vmap(jax.jvp))``."""
+    rows = [_batched_at(libs, n, dtype, rounds, budget) for n in sizes]
+    for row in rows:
+        print(f"batched K={K} {_line(row | {'ceiling_GBps': 0.0})}", flush=True)
+    return rows
+
+
+def _batched_at(
+    libs: dict[str, Lib], n: int, dtype: str, rounds: int, budget: float
+) -> dict[str, Any]:
+    cp, torch, jax = libs["cupy"], libs["torch"], libs["jax"]
+    jnp = jax.mod.numpy
+    rng = cp.mod.random.default_rng(n + 1)
+    y, r, a, b = (rng.standard_normal(n).astype(dtype) for _ in range(4))
+    T = rng.standard_normal((K, n)).astype(dtype)
+    ty, tr, tT = (torch.put(v) for v in (y, r, T))
+    jy, jr, jT = (jax.put(v) for v in (y, r, T))
+
+    def plain() -> Any:
+        d = y - r
+        return 0.5 * cp.mod.dot(d, d), T @ d
+
+    @jax.mod.jit
+    def jax_vmap(y: Any, r: Any, T: Any) -> Any:
+        def f(v: Any) -> Any:
+            return 0.5 * jnp.sum((v - r) ** 2)
+
+        return jax.mod.vmap(lambda t: jax.mod.jvp(f, (y,), (t,)))(T)
+
+    cases: dict[str, tuple[Fn, Callable[[Any], None]]] = {
+        "ceiling": (lambda: cp.mod.dot(a, b), cp.sync),
+        "l2loss-cupy-batched": (lambda: l2loss.l2_loss_jvp(y, r, T, batched=True), cp.sync),
+        "cupy-plain-batched": (plain, cp.sync),
+        "l2loss-torch-batched": (lambda: l2loss.l2_loss_jvp(ty, tr, tT, batched=True), torch.sync),
+        "jax-jit-vmap-jvp": (lambda: jax_vmap(jy, jr, jT), jax.sync),
+    }
+    d = _host(y).astype(np.float64) - _host(r).astype(np.float64)
+    want = _host(T).astype(np.float64) @ d
+    got = _host_scalar(cases["l2loss-cupy-batched"][0]()[1])
+    err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+    times = measure(cases, rounds, budget)
+    tc = times["ceiling"]
+    return {
+        "n": n,
+        "k": K,
+        "dtype": dtype,
+        "fraction": {
+            k: _ratio([c * (K + 2) / 2 for c in tc], times[k]) for k in cases if k != "ceiling"
+        },
+        "seconds": {k: float(np.median(v)) for k, v in times.items()},
+        "rel_error": err,
+    }
+
+
+def retiled(backend: Any, tile: int) -> Any:
+    """``backend`` with tiles of ``tile`` items (on the host and on devices)."""
+    gpu = backend.accelerated
+    gpu = None if gpu is None else retiled(gpu, tile)
+    return dataclasses.replace(backend, tile=tile, short=tile, accelerated=gpu)
+
+
+def bench_tiles(
+    libs: dict[str, Lib], n: int, dtype: str, rounds: int, budget: float
+) -> dict[str, float]:
+    """Fraction of the ceiling of the fast path on CuPy and PyTorch (CUDA) at
+    ``n`` for each tile size (``1 << 62``: no tiles, the plain expression's
+    temporaries)."""
+    arrays = _inputs(libs, n, dtype, seed=7)
+    y, r, t, _, a, b = arrays["cupy"]
+    ty, tr, tt, _ = arrays["torch"]
+    calls = {
+        "cupy": lambda: l2loss.l2_loss_jvp(y, r, t),
+        "torch": lambda: l2loss.l2_loss_jvp(ty, tr, tt),
+    }
+    for call in calls.values():
+        call()  # fills the cache
+    original = dict(_api._RESOLVED)
+    cases: dict[str, tuple[Fn, Callable[[Any], None]]] = {
+        "ceiling": (lambda: libs["cupy"].mod.dot(a, b), libs["cupy"].sync)
+    }
+    for name, call in calls.items():
+        for tile in TILES:
+            swap = {k: (retiled(v[0], tile), *v[1:]) for k, v in original.items()}
+
+            def run(swap: dict[Any, Any] = swap, call: Fn = call) -> Any:
+                _api._RESOLVED.update(swap)
+                return call()
+
+            cases[f"{name}-{tile}"] = (run, libs[name].sync)
+    try:
+        for name, args in (("cupy", (y, r, t)), ("torch", (ty, tr, tt))):
+            cases[f"{name}-{TILES[0]}"][0]()
+            c = _api._Call(*args, None, None, None, False)
+            assert c.backend.tile == TILES[0], (name, c.backend)  # the swap reaches the call
+        times = measure(cases, rounds, budget)
+    finally:
+        _api._RESOLVED.update(original)
+    out = {
+        k: _ratio([c * 1.5 for c in times["ceiling"]], v)
+        for k, v in times.items()
+        if k != "ceiling"
+    }
+    print(
+        f"tiles {dtype} N={n:.0e}: " + "  ".join(f"{k}={v:.2f}" for k, v in out.items()), flush=True
+    )
+    return out
+
+
+def machine(libs: dict[str, Lib]) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "l2loss": l2loss.__version__,
+        **{f"{k}_version": v.mod.__version__ for k, v in libs.items()},
+    }
+    try:
+        info["gpu"] = subprocess.run(
+            [
+                "nvidia-smi",
+                "--query-gpu=name,driver_version,memory.total,clocks.max.memory",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        info["gpu"] = f"none ({e})"
+    if libs["cupy"].name == "cupy":
+        props = libs["cupy"].mod.cuda.runtime.getDeviceProperties(0)
+        info["l2_bytes"] = props["l2CacheSize"]
+        info["sms"] = props["multiProcessorCount"]
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", type=Path, default=Path("."), help="folder for bench-gpu.json/.png")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--budget", type=float, default=0.02, help="seconds per timed run")
+    p.add_argument("--tiles", action="store_true", help="also sweep the GPU tile size")
+    p.add_argument("--dry", action="store_true", help="no GPU: small host arrays, no figures")
+    args = p.parse_args(argv)
+    libs = libraries(args.dry)
+    sizes = [n for n in SIZES if n <= 10**5] if args.dry else SIZES
+    small = (lambda ns: [min(n, 10**5) for n in ns]) if args.dry else (lambda ns: ns)
+    result: dict[str, Any] = {
+        "machine": machine(libs),
+        "rounds": args.rounds,
+        "budget": args.budget,
+    }
+    print(json.dumps(result["machine"]), flush=True)
+    t0 = time.perf_counter()
+    for dtype in ("float64", "float32"):
+        result[dtype] = bench_sizes(libs, sizes, dtype, args.rounds, args.budget)
+        result[f"batched-{dtype}"] = bench_batched(
+            libs, small(BATCHED_SIZES), dtype, args.rounds, args.budget
+        )
+        if args.tiles:
+            result[f"tiles-{dtype}"] = {
+                str(n): bench_tiles(libs, n, dtype, args.rounds, args.budget)
+                for n in small(TILE_SIZES)
+            }
+    result["seconds"] = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench-gpu.json").write_text(json.dumps(result, indent=1))
+    plot(result, args.out / "bench-gpu.png")
+    print(summary(result))
+    return 0
+
+
+def summary(result: dict[str, Any]) -> str:
+    lines = [f"GPU: {result['machine'].get('gpu')}  ({result['seconds']:.0f} s)"]
+    for dtype in ("float64", "float32"):
+        lines.append(f"{dtype}: fraction of the ceiling; l2loss-cupy speed-up over peers")
+        for row in result[dtype]:
+            fr, sp = row["fraction"], row["speedup_cupy"]
+            lines.append(
+                f"  N={row['n']:.0e} ceil {row['ceiling_GBps']:6.0f} GB/s"
+                f" | cupy {fr['l2loss-cupy']:.2f}"
+                f" full {fr['l2loss-cupy-full']:.2f} torch {fr['l2loss-torch']:.2f}"
+                f" jax-jit {fr['l2loss-jax-jit']:.2f} | x plain {sp['cupy-plain']:.2f}"
+                f" x torch.func {sp['torch-func-jvp']:.2f} x jax.jit(jvp) {sp['jax-jit-jvp']:.2f}"
+                f" | rel. error {row['rel_error']['l2loss-cupy']:.1e}"
+            )
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Throughput against N, one panel per dtype, the ceiling as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, dtype in zip(axes, ("float64", "float32"), strict=True):
+        rows = result[dtype]
+        ns = [row["n"] for row in rows]
+        ceil = [row["ceiling_GBps"] for row in rows]
+        ax.plot(ns, ceil, "k--", label="ceiling (cupy.dot)")
+        for case in rows[0]["fraction"]:
+            ax.plot(
+                ns,
+                [c * row["fraction"][case] for c, row in zip(ceil, rows, strict=True)],
+                marker="o",
+                ms=3,
+                label=case,
+            )
+        ax.set(xscale="log", yscale="log", xlabel="N", title=dtype)
+    axes[0].set_ylabel("GB/s read")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(result["machine"].get("gpu", ""), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
