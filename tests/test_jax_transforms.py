@@ -211,3 +211,33 @@ def test_weak_types_promote_as_jax_does(be: Backend, strong_first: bool) -> None
         L, L_dot = l2_loss_jvp(y, y_ref, y_ref)
         assert L.dtype == L_dot.dtype == dtype
         assert float(L) == 1.125
+
+
+def test_eager_calls_run_as_one_compiled_computation(
+    be: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Called eagerly, JAX would run the rule operation by operation; l2loss
+    compiles each call instead (``Backend.compile``): the body is traced once
+    per shapes and dtypes, then the compiled computation is reused. Under
+    ``jax.disable_jit`` it runs as it is, with the same result."""
+    from l2loss import _api
+
+    traced: list[bool] = []
+    body = _api._jvp
+
+    def spy(c: Any, y: Any, *rest: Any) -> Any:
+        traced.append(isinstance(y, jax.core.Tracer))
+        return body(c, y, *rest)
+
+    monkeypatch.setattr(_api, "_jvp", spy)
+    p = _problem(be)
+    args = (p["y"], p["y_ref"], p["y_dot"])
+    first = l2_loss_jvp(*args, axis=-1, where=p["where"])
+    second = l2_loss_jvp(*args, axis=-1, where=p["where"])
+    assert traced == [True]  # traced once, reused by the second call
+    with jax.disable_jit():
+        plain = l2_loss_jvp(*args, axis=-1, where=p["where"])
+    assert traced == [True, False]
+    for a, b, c in zip(first, second, plain, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=RTOL)

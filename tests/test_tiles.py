@@ -119,7 +119,7 @@ def test_small_tiles_match_reference(
         b = classify(xp, sample)
         gpu_layout: dict[str, Any] = {}
         if layout == "pieces":
-            gpu_layout = {"rows": False, "vdot": functools.partial(_namespace._matvec, xp)}
+            gpu_layout = {"rows": False, "matvec": functools.partial(_namespace._matvec, xp)}
         gpu = b.accelerated and dataclasses.replace(
             b.accelerated, tile=tile, short=tile, **gpu_layout
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -189,6 +190,12 @@ def l2_loss(y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None)
     10.0
     """
     c = _Call(y, y_ref, None, None, axis, where, False)
+    if c.backend.compile:
+        return _compiled(_loss)(y, y_ref, None, None, where, axis=c.axes, batched=False)
+    return _loss(c, y, y_ref, None, None, where)
+
+
+def _loss(c: _Call, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array) -> Array:
     sq, _ = evaluate(c.backend, c.dt, y, y_ref, None, None, where, c.zero, c.axes, False)
     return c.loss(sq)
 
@@ -248,6 +255,17 @@ def l2_loss_jvp(
     array([0., 1., 2.])
     """
     c = _Call(y, y_ref, y_dot, y_ref_dot, axis, where, batched)
+    if c.backend.compile:
+        out: tuple[Array, Array] = _compiled(_jvp)(
+            y, y_ref, y_dot, y_ref_dot, where, axis=c.axes, batched=batched
+        )
+        return out
+    return _jvp(c, y, y_ref, y_dot, y_ref_dot, where)
+
+
+def _jvp(
+    c: _Call, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array
+) -> tuple[Array, Array]:
     tangent = y_dot is not None or y_ref_dot is not None
     sq, ip = evaluate(c.backend, c.dt, y, y_ref, y_dot, y_ref_dot, where, c.zero, c.axes, tangent)
     L = c.loss(sq)
@@ -293,8 +311,10 @@ def l2_loss_vjp(
            [1., 2.]])
     """
     c = _Call(y, y_ref, None, None, axis, where, False)
-    sq, _ = evaluate(c.backend, c.dt, y, y_ref, None, None, where, c.zero, c.axes, False)
-    L = c.loss(sq)
+    if c.backend.compile:
+        L = _compiled(_loss)(y, y_ref, None, None, where, axis=c.axes, batched=False)
+    else:
+        L = _loss(c, y, y_ref, None, None, where)
     return L, _pullback(c, tuple(L.shape))
 
 
@@ -318,6 +338,35 @@ def l2_loss_grad(
     L, pullback = l2_loss_vjp(y, y_ref, axis=axis, where=where)
     y_bar, _ = pullback(1.0)
     return L, y_bar
+
+
+_Body = Callable[..., Any]
+
+
+@functools.cache
+def _compiled(body: _Body) -> _Body:
+    """``body(c, y, y_ref, y_dot, y_ref_dot, where)`` as one ``jax.jit``
+    computation (see ``Backend.compile``), validated again while it is
+    traced (once per shapes, dtypes, ``axis`` and ``batched``). Under an
+    outer ``jax.jit`` it is inlined; under ``jax.disable_jit`` it runs as it
+    is."""
+    import jax
+
+    def traced(
+        y: Array,
+        y_ref: Array,
+        y_dot: Array,
+        y_ref_dot: Array,
+        where: Array,
+        *,
+        axis: Any,
+        batched: bool,
+    ) -> Any:
+        c = _Call(y, y_ref, y_dot, y_ref_dot, axis, where, batched)
+        return body(c, y, y_ref, y_dot, y_ref_dot, where)
+
+    jitted: _Body = jax.jit(traced, static_argnames=("axis", "batched"))
+    return jitted
 
 
 def _pullback(c: _Call, shape: tuple[int, ...]) -> Pullback:

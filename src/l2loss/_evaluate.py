@@ -149,7 +149,7 @@ def evaluate(
                 (-1,),
                 backend.dot,
                 tangent,
-                None if dt.complex else backend.vdot,
+                None if dt.complex else backend.matvec,
             )
         o = _Operands(y, y_ref, y_dot, y_ref_dot, mask)
         return _full_reduction(backend, dt, o, zero, tangent)
@@ -282,10 +282,12 @@ def _pieces(
 ) -> tuple[Any, Any]:
     """``_full_reduction`` as 1-D pieces of one tile each, no rows (GPUs)."""
     xp, wide = backend.xp, _wide(backend.xp, dt)
-    vdot = None if dt.complex else backend.vdot
+    matvec = None if dt.complex else backend.matvec
 
     def one(s: slice) -> tuple[Any, Any]:
-        sq, ip = sums(xp, dt, *o.map(lambda a: a[..., s]), zero, (-1,), backend.dot, tangent, vdot)
+        sq, ip = sums(
+            xp, dt, *o.map(lambda a: a[..., s]), zero, (-1,), backend.dot, tangent, matvec
+        )
         return _as(xp, sq, wide), (None if ip is None else _as(xp, ip, wide))
 
     parts = [one(s) for s in _spans(o.y.shape[-1], backend.tile)]

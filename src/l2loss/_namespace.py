@@ -56,14 +56,14 @@ class Backend:
     check_devices
         Whether devices must be compared (meaningless on NumPy and Dask;
         impossible on traced JAX arrays, which JAX checks itself).
-    vdot
-        The inner product ``vdot(a, b)`` of a real 1-D ``a`` and a real ``b``
-        of its shape or with one more leading (batch) axis, where the
-        library has a faster call than ``vecdot`` with the same result, or
-        None. NumPy: ``numpy.vdot`` for one direction, the same BLAS dot
-        without the ufunc machinery (0.48 against 0.68 us at 10 items; a call
-        of l2loss on 10 items takes two). Not for complex arrays: for
-        complex64 with a negative stride it rounds differently from
+    matvec
+        ``matvec(b, a)``: the inner products ``b @ a`` of a real 1-D ``a``
+        with a real ``b`` of its shape or with one more leading (batch) axis,
+        where the library has a faster call than ``vecdot`` with the same
+        result, or None. NumPy: ``numpy.dot``, the same BLAS dot (or gemv)
+        without the ufunc machinery (0.55 against 0.73 us at 10 items; a
+        call of l2loss on 10 items takes two). Not for complex arrays: for
+        complex64 with a negative stride BLAS rounds differently from
         ``vecdot``. GPUs: ``b @ a``, cuBLAS's dot or matrix-vector product
         (CuPy's ``vecdot`` took 1.5x as long as ``cupy.dot`` on 1e8 items, and
         10x as long as ``T @ d`` for 8 directions: ``benchmarks/gpu.sh``).
@@ -77,6 +77,15 @@ class Backend:
         Rows per ``vecdot`` call that a tile handed to worker threads is cut
         into, where the library releases the GIL only for calls over enough
         rows (NumPy: see ``_NUMPY_RELEASE_ROWS``); 0: no such condition.
+    compile
+        Whether each call is compiled as a whole (JAX: ``jax.jit``, cached by
+        shapes and dtypes). Called eagerly, JAX runs the rule operation by
+        operation, with no fusion: 1.8x to 6.2x as slow as compiled on the
+        CPU (N = 1e7 to 10), and 3.6x at N = 1e8 on an H200.
+    accelerated
+        The traits for arrays on an accelerator, where one library holds
+        arrays on the host and on devices (PyTorch: CUDA, ...); chosen per
+        call from ``y.device.type``. None: one set of traits serves all.
     """
 
     xp: Any
@@ -89,7 +98,8 @@ class Backend:
     dot: int = 1 << 62
     rows: bool = True
     release_rows: int = 0
-    vdot: Any = None
+    matvec: Any = None
+    compile: bool = False
     accelerated: Backend | None = None
 
 
@@ -116,19 +126,14 @@ _NUMPY_TILE = 1 << 17
 _GPU_TILE = 1 << 25
 
 
-def _matvec(xp: Any, a: Any, b: Any) -> Any:
-    """``<a, b>`` of real ``a`` (1-D) and ``b`` (1-D, or one row per
-    direction) as ``b @ a``: cuBLAS's dot or matrix-vector product on GPUs.
-    PyTorch's ``matmul`` does not promote: mixed precision is cast first."""
+def _matvec(xp: Any, b: Any, a: Any) -> Any:
+    """``b @ a`` of real ``a`` (1-D) and ``b`` (1-D, or one row per
+    direction): cuBLAS's dot or matrix-vector product on GPUs. PyTorch's
+    ``matmul`` does not promote: mixed precision is cast first."""
     if a.dtype != b.dtype:
         common = xp.result_type(a, b)
         a, b = xp.astype(a, common), xp.astype(b, common)
     return b @ a
-
-
-def _numpy_vdot(a: Any, b: Any) -> Any:
-    # numpy.vdot flattens its arguments: for one direction only.
-    return np.vdot(a, b) if b.ndim == 1 else np.vecdot(a, b)
 
 
 def _cores() -> int:
@@ -170,7 +175,7 @@ def _classify(xp: Any, sample: Any) -> Backend:
             check_devices=False,
             dot=_OPENBLAS_SERIAL_DOT,
             release_rows=_NUMPY_RELEASE_ROWS,
-            vdot=_numpy_vdot,
+            matvec=np.dot,
         )
     if compat.is_torch_array(sample):
         cpu = Backend(
@@ -184,7 +189,7 @@ def _classify(xp: Any, sample: Any) -> Backend:
             dot=0,
         )
         gpu = dataclasses.replace(
-            cpu, tile=_GPU_TILE, short=_GPU_TILE, rows=False, vdot=functools.partial(_matvec, xp)
+            cpu, tile=_GPU_TILE, short=_GPU_TILE, rows=False, matvec=functools.partial(_matvec, xp)
         )
         return dataclasses.replace(cpu, accelerated=gpu)
     if compat.is_cupy_array(sample):
@@ -197,10 +202,12 @@ def _classify(xp: Any, sample: Any) -> Backend:
             short=_GPU_TILE,
             check_devices=True,
             rows=False,
-            vdot=functools.partial(_matvec, xp),
+            matvec=functools.partial(_matvec, xp),
         )
     if compat.is_jax_array(sample):
-        return Backend(xp, "jax", eager=False, threads=1, tile=0, short=0, check_devices=False)
+        return Backend(
+            xp, "jax", eager=False, threads=1, tile=0, short=0, check_devices=False, compile=True
+        )
     if compat.is_dask_array(sample):
         return Backend(xp, "dask", eager=False, threads=1, tile=0, short=0, check_devices=False)
     name = getattr(xp, "__name__", type(sample).__module__).split(".")[0]

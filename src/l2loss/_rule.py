@@ -37,17 +37,19 @@ def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, mask: Any, zero: Any) -> A
     return y - y_ref
 
 
-def _inner(xp: Any, dt: Dtypes, a: Any, b: Any, axes: tuple[int, ...], dot: int, vdot: Any) -> Any:
+def _inner(
+    xp: Any, dt: Dtypes, a: Any, b: Any, axes: tuple[int, ...], dot: int, matvec: Any
+) -> Any:
     """``Re sum_axes conj(a) b``; ``b`` may carry extra leading (batch) axes.
 
-    By ``vdot`` where it is given and ``a`` is 1-D (``b`` then has its shape
-    or one more leading axis; see ``Backend.vdot``); else, ``dot`` > 0: the
+    By ``matvec(b, a)`` where it is given and ``a`` is 1-D (``b`` then has
+    its shape or one more leading axis; see ``Backend.matvec``); else, ``dot`` > 0: the
     reduced axis is the single last one and the sum is taken by ``vecdot``,
     in calls over at most ``dot`` items of it (see ``Backend.dot``); ``dot``
     = 0: as ``sum(conj(a) * b)``.
     """
-    if vdot is not None and a.ndim == 1:
-        r = vdot(a, b)
+    if matvec is not None and a.ndim == 1:
+        r = matvec(b, a)
     elif dot:
         n = a.shape[-1]
         if n <= dot:
@@ -74,25 +76,25 @@ def sums(
     axes: tuple[int, ...],
     dot: int,
     tangent: bool,
-    vdot: Any = None,
+    matvec: Any = None,
 ) -> tuple[Any, Any]:
     """Return ``(sq, ip)`` over ``axes`` (``ip`` is None unless ``tangent``).
 
     A tangent given as None is a structural zero: it is never read and costs
-    nothing. ``dot`` and ``vdot`` choose the inner product (see ``_inner``).
+    nothing. ``dot`` and ``matvec`` choose the inner product (see ``_inner``).
     """
     d = residual(xp, dt, y, y_ref, mask, zero)
-    sq = _inner(xp, dt, d, d, axes, dot, vdot)
+    sq = _inner(xp, dt, d, d, axes, dot, matvec)
     if not tangent:
         return sq, None
     # L_dot = <d, y_dot> - <d, y_ref_dot>: two dots of the residual, no
     # temporary for y_dot - y_ref_dot.
     if y_ref_dot is None:
-        return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot, vdot)
-    ip_ref = _along(xp, dt, d, y_ref_dot, mask, zero, axes, dot, vdot)
+        return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot, matvec)
+    ip_ref = _along(xp, dt, d, y_ref_dot, mask, zero, axes, dot, matvec)
     if y_dot is None:
         return sq, -ip_ref
-    return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot, vdot) - ip_ref
+    return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot, matvec) - ip_ref
 
 
 def _along(
@@ -104,11 +106,11 @@ def _along(
     zero: Any,
     axes: tuple[int, ...],
     dot: int,
-    vdot: Any,
+    matvec: Any,
 ) -> Any:
     """``Re <d, t>`` over ``axes``, ``t`` zeroed where ``mask`` is False."""
     if dt.widen:
         t = _widen(xp, dt, t)
     if mask is not None:
         t = xp.where(mask, t, zero)
-    return _inner(xp, dt, d, t, axes, dot, vdot)
+    return _inner(xp, dt, d, t, axes, dot, matvec)
