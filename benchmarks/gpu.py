@@ -17,8 +17,9 @@ CuPy's place), to check the script, not to measure anything.
   ``jax.block_until_ready``) before the host clock is read. Each round times
   every case once, after one untimed run of it; figures are medians over
   rounds, and ratios are taken pair by pair within a round.
-* Every case's result is checked against a float64 computation on the host;
-  the relative errors are recorded.
+* The results of the main table's cases (l2loss's and its peers') and of
+  l2loss's batched cases are checked against float64 on the host; the
+  relative errors are recorded.
 """
 
 from __future__ import annotations
@@ -255,7 +256,11 @@ def bench_batched(
     product of the plain expression and ``jax.jit(jax.vmap(jax.jvp))``."""
     rows = [_batched_at(libs, n, dtype, rounds, budget) for n in sizes]
     for row in rows:
-        print(f"batched K={K} {_line(row | {'ceiling_GBps': 0.0})}", flush=True)
+        print(
+            f"batched K={K} {dtype} N={row['n']:.0e}  "
+            + "  ".join(f"{k}={v:.2f}" for k, v in row["fraction"].items()),
+            flush=True,
+        )
     return rows
 
 
@@ -290,8 +295,10 @@ def _batched_at(
     }
     d = _host(y).astype(np.float64) - _host(r).astype(np.float64)
     want = _host(T).astype(np.float64) @ d
-    got = _host_scalar(cases["l2loss-cupy-batched"][0]()[1])
-    err = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+    err = {
+        k: float(np.max(np.abs(_host_scalar(cases[k][0]()[1]) - want)) / np.max(np.abs(want)))
+        for k in ("l2loss-cupy-batched", "l2loss-torch-batched")
+    }
     times = measure(cases, rounds, budget)
     tc = times["ceiling"]
     return {

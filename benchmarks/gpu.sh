@@ -19,8 +19,9 @@
 # /tmp/site. l2loss itself is imported from this checkout's src/.
 # Exit status: non-zero when any test run or the benchmark failed.
 set -u
-out=${1:-${OUT:-gpu-out}}
+out=$(realpath -m "${1:-${OUT:-gpu-out}}")
 mkdir -p "$out"
+cd "$(dirname "$0")/.." || exit # the checkout's root: src/, tests/, .whl/
 if compgen -G ".whl/*.whl" >/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
         --target /tmp/site .whl/*.whl || exit
@@ -48,7 +49,8 @@ for s in $sessions; do
     case $s in
     cupy) tests cupy L2LOSS_BACKEND=cupy & ;;
     torch-cuda) tests torch-cuda L2LOSS_BACKEND=torch L2LOSS_DEVICE=cuda & ;;
-    jax-gpu) tests jax-gpu L2LOSS_BACKEND=jax & ;;
+    # JAX_PLATFORMS=cuda: fail, rather than fall back to the CPU, without the GPU
+    jax-gpu) tests jax-gpu L2LOSS_BACKEND=jax JAX_PLATFORMS=cuda & ;;
     *) echo "1 unknown session $s" >"$status/$s" ;;
     esac
 done
@@ -59,6 +61,7 @@ for f in "$status"/*; do
     echo "$line (exit $rc)"
     [ "$rc" = 0 ] || failed=1
 done
+rm -r "$status"
 
 if [ "${L2LOSS_GPU_BENCH:-1}" = 1 ]; then
     # shellcheck disable=SC2086  # L2LOSS_GPU_BENCH_ARGS is a list of options

@@ -241,3 +241,14 @@ def test_eager_calls_run_as_one_compiled_computation(
     for a, b, c in zip(first, second, plain, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=RTOL)
+
+
+def test_batched_given_as_a_jax_bool(be: Backend) -> None:
+    """``batched`` is a static argument of the compiled call: a JAX boolean
+    (not hashable) works as it does on every other backend."""
+    p = _problem(be)
+    want = l2_loss_jvp(p["y"], p["y_ref"], p["Y_dot"], batched=True, where=p["where"])
+    flag = be.xp.asarray(True)
+    got = l2_loss_jvp(p["y"], p["y_ref"], p["Y_dot"], batched=flag, where=p["where"])
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -169,6 +169,38 @@ def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
     assert L.device == Ld.device == meta.device
 
 
+@pytest.mark.parametrize("n", [3000, 50_003])
+def test_torch_autocast_keeps_float32(be: Backend, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under ``torch.autocast`` PyTorch runs ``matmul`` in half precision; the
+    GPU traits' ``b @ a`` must not (a loss above 65504 became inf). The GPU
+    traits are forced on the backend's device (tiles of 4 Ki items for the
+    larger size, so it takes the 1-D pieces)."""
+    if be.name != "torch":
+        pytest.skip("PyTorch's autocast")
+    import torch
+
+    def gpu_traits(xp: Any, sample: Any) -> _namespace.Backend:
+        gpu = classify(xp, sample).accelerated
+        assert gpu is not None
+        tile = 1 << 12 if n > 10_000 else gpu.tile
+        return dataclasses.replace(gpu, tile=tile, short=tile, accelerated=None)
+
+    classify = _namespace._classify
+    monkeypatch.setattr(_namespace, "_classify", gpu_traits)
+    monkeypatch.setattr(_namespace, "_CACHE", {})
+    monkeypatch.setattr(_api, "_RESOLVED", {})
+    y, r, t = (be.asarray(np.full(n, v, dtype=np.float32)) for v in (20.0, 0.0, 1.0))
+    half = torch.float16 if be.device.type == "cuda" else torch.bfloat16
+    with torch.autocast(be.device.type, dtype=half):
+        L, Ld = l2_loss_jvp(y, r, t)
+        T = be.asarray(np.ones((2, n), dtype=np.float32))
+        _, Ld2 = l2_loss_jvp(y, r, T, batched=True)
+    assert L.dtype == Ld.dtype == torch.float32
+    assert float(L) == 200.0 * n  # exact in float32; bfloat16 or float16 is not
+    assert float(Ld) == 20.0 * n
+    assert be.to_numpy(Ld2).tolist() == [20.0 * n] * 2
+
+
 def test_worker_pool_grows_and_keeps_the_old_one_working() -> None:
     """A backend asking for more workers than the pool has gets a larger pool
     (the benchmark sweeps Backend.threads); a call still holding the old pool

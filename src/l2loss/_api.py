@@ -109,11 +109,17 @@ class _Call:
             check_devices(*present(_NAMES, (y, y_ref, y_dot, y_ref_dot, where)))
         self.axes = check_axis(axis, len(shape))
         self.backend = backend
-        self.xp = xp = backend.xp
+        self.xp = backend.xp
         self.y, self.y_ref, self.mask, self.batch = y, y_ref, where, batch
-        self.zero = (
-            None if where is None else xp.zeros((), dtype=self.dt.work, device=compat.device(y))
-        )
+        # The 0-d zero that masked entries take. A call that JAX compiles
+        # makes it inside the compiled computation (see _compiled): made here
+        # as well, outside, it would cost an eager dispatch (64 us) for nothing.
+        self.zero = None
+        if where is not None and not backend.compile:
+            self.zero = self.make_zero()
+
+    def make_zero(self) -> Array:
+        return self.xp.zeros((), dtype=self.dt.work, device=compat.device(self.y))
 
     def loss(self, sq: Array) -> Array:
         """``L = sq / 2`` in the real dtype of ``y`` and ``y_ref``."""
@@ -257,7 +263,7 @@ def l2_loss_jvp(
     c = _Call(y, y_ref, y_dot, y_ref_dot, axis, where, batched)
     if c.backend.compile:
         out: tuple[Array, Array] = _compiled(_jvp)(
-            y, y_ref, y_dot, y_ref_dot, where, axis=c.axes, batched=batched
+            y, y_ref, y_dot, y_ref_dot, where, axis=c.axes, batched=bool(c.batch)
         )
         return out
     return _jvp(c, y, y_ref, y_dot, y_ref_dot, where)
@@ -267,7 +273,9 @@ def _jvp(
     c: _Call, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array
 ) -> tuple[Array, Array]:
     tangent = y_dot is not None or y_ref_dot is not None
-    sq, ip = evaluate(c.backend, c.dt, y, y_ref, y_dot, y_ref_dot, where, c.zero, c.axes, tangent)
+    sq, ip = evaluate(
+        c.backend, c.dt, y, y_ref, y_dot, y_ref_dot, where, c.zero, c.axes, tangent, bool(c.batch)
+    )
     L = c.loss(sq)
     if ip is None:
         xp = c.xp
@@ -363,6 +371,8 @@ def _compiled(body: _Body) -> _Body:
         batched: bool,
     ) -> Any:
         c = _Call(y, y_ref, y_dot, y_ref_dot, axis, where, batched)
+        if where is not None:
+            c.zero = c.make_zero()
         return body(c, y, y_ref, y_dot, y_ref_dot, where)
 
     jitted: _Body = jax.jit(traced, static_argnames=("axis", "batched"))
@@ -376,6 +386,8 @@ def _pullback(c: _Call, shape: tuple[int, ...]) -> Pullback:
     # Dask shapes may be unknown until compute).
     reduced = {y.ndim + ax for ax in c.axes}
     broadcast = tuple(None if i in reduced else slice(None) for i in range(y.ndim))
+    if mask is not None and c.zero is None:  # a compiled call left it to its computation
+        c.zero = c.make_zero()
 
     def pullback(L_bar: Array) -> tuple[Array, Array]:
         r"""``(y_bar, y_ref_bar) = (L_bar d, -L_bar d)`` with ``d = y - y_ref``."""

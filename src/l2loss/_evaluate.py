@@ -126,6 +126,7 @@ def evaluate(
     zero: Any,
     axes: tuple[int, ...],
     tangent: bool,
+    batched: bool = False,
 ) -> tuple[Any, Any]:
     """Return ``(sq, ip)`` over ``axes`` (see ``_rule.sums``).
 
@@ -149,7 +150,8 @@ def evaluate(
                 (-1,),
                 backend.dot,
                 tangent,
-                None if dt.complex else backend.matvec,
+                # inline _matvec: this path is the N = 10 call's
+                None if dt.complex or (batched and not backend.matvec_batches) else backend.matvec,
             )
         o = _Operands(y, y_ref, y_dot, y_ref_dot, mask)
         return _full_reduction(backend, dt, o, zero, tangent)
@@ -167,6 +169,14 @@ def evaluate(
     sq = xp.reshape(sq, kept)
     ip = None if ip is None else xp.reshape(ip, (*batch, *kept))
     return sq, ip
+
+
+def _matvec(backend: Backend, dt: Dtypes, batched: bool) -> Any:
+    """``Backend.matvec`` where it applies: real dtypes, and tangents with a
+    batch axis only where the backend says so."""
+    if dt.complex or (batched and not backend.matvec_batches):
+        return None
+    return backend.matvec
 
 
 def _as_rows(
@@ -282,7 +292,8 @@ def _pieces(
 ) -> tuple[Any, Any]:
     """``_full_reduction`` as 1-D pieces of one tile each, no rows (GPUs)."""
     xp, wide = backend.xp, _wide(backend.xp, dt)
-    matvec = None if dt.complex else backend.matvec
+    batched = any(t is not None and t.ndim > o.y.ndim for t in (o.y_dot, o.y_ref_dot))
+    matvec = _matvec(backend, dt, batched)
 
     def one(s: slice) -> tuple[Any, Any]:
         sq, ip = sums(

@@ -57,16 +57,20 @@ class Backend:
         Whether devices must be compared (meaningless on NumPy and Dask;
         impossible on traced JAX arrays, which JAX checks itself).
     matvec
-        ``matvec(b, a)``: the inner products ``b @ a`` of a real 1-D ``a``
-        with a real ``b`` of its shape or with one more leading (batch) axis,
-        where the library has a faster call than ``vecdot`` with the same
-        result, or None. NumPy: ``numpy.dot``, the same BLAS dot (or gemv)
-        without the ufunc machinery (0.55 against 0.73 us at 10 items; a
-        call of l2loss on 10 items takes two). Not for complex arrays: for
-        complex64 with a negative stride BLAS rounds differently from
-        ``vecdot``. GPUs: ``b @ a``, cuBLAS's dot or matrix-vector product
-        (CuPy's ``vecdot`` took 1.5x as long as ``cupy.dot`` on 1e8 items, and
-        10x as long as ``T @ d`` for 8 directions: ``benchmarks/gpu.sh``).
+        ``matvec(b, a)``: the inner product ``b @ a`` of a real 1-D ``a``
+        with a real ``b`` of its shape (and, where ``matvec_batches``, with
+        one more leading axis of directions), where the library has a faster
+        call than ``vecdot``, or None. NumPy: ``numpy.dot``, the same BLAS
+        dot as ``vecdot`` without the ufunc machinery (0.55 against 0.73 us
+        at 10 items; a call of l2loss on 10 items takes two); not for a batch
+        of directions, where BLAS's gemv would round differently from one
+        dot per direction. Not for complex arrays: for complex64 with a
+        negative stride BLAS rounds differently from ``vecdot``. GPUs:
+        ``b @ a``, cuBLAS's dot or matrix-vector product (CuPy's ``vecdot``
+        took 1.5x as long as ``cupy.dot`` on 1e8 items, and 10x as long as
+        ``T @ d`` for 8 directions: ``benchmarks/gpu.sh``).
+    matvec_batches
+        Whether ``matvec`` also takes a batch of directions.
     rows
         Whether a long full reduction is cut into rows (of ``_evaluate._ROW``
         items, or per ``release_rows``) whose dots are summed per tile: short
@@ -99,6 +103,7 @@ class Backend:
     rows: bool = True
     release_rows: int = 0
     matvec: Any = None
+    matvec_batches: bool = False
     compile: bool = False
     accelerated: Backend | None = None
 
@@ -134,6 +139,19 @@ def _matvec(xp: Any, b: Any, a: Any) -> Any:
         common = xp.result_type(a, b)
         a, b = xp.astype(a, common), xp.astype(b, common)
     return b @ a
+
+
+def _torch_matvec(xp: Any, b: Any, a: Any) -> Any:
+    """``_matvec`` outside ``torch.autocast``, which would run ``matmul`` in
+    float16 or bfloat16 (a loss above 65504 became inf): the CPU path's
+    ``sum`` stays in float32 under autocast, and so must this."""
+    import torch
+
+    device = a.device.type
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False):
+            return _matvec(xp, b, a)
+    return _matvec(xp, b, a)
 
 
 def _cores() -> int:
@@ -189,7 +207,12 @@ def _classify(xp: Any, sample: Any) -> Backend:
             dot=0,
         )
         gpu = dataclasses.replace(
-            cpu, tile=_GPU_TILE, short=_GPU_TILE, rows=False, matvec=functools.partial(_matvec, xp)
+            cpu,
+            tile=_GPU_TILE,
+            short=_GPU_TILE,
+            rows=False,
+            matvec=functools.partial(_torch_matvec, xp),
+            matvec_batches=True,
         )
         return dataclasses.replace(cpu, accelerated=gpu)
     if compat.is_cupy_array(sample):
@@ -203,6 +226,7 @@ def _classify(xp: Any, sample: Any) -> Backend:
             check_devices=True,
             rows=False,
             matvec=functools.partial(_matvec, xp),
+            matvec_batches=True,
         )
     if compat.is_jax_array(sample):
         return Backend(
