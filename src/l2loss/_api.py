@@ -196,9 +196,7 @@ def l2_loss(y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None)
     10.0
     """
     c = _Call(y, y_ref, None, None, axis, where, False)
-    if c.backend.compile:
-        return _compiled(_loss)(y, y_ref, None, None, where, axis=c.axes, batched=False)
-    return _loss(c, y, y_ref, None, None, where)
+    return _run(_loss, c, y, y_ref, None, None, where)
 
 
 def _loss(c: _Call, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array) -> Array:
@@ -261,12 +259,8 @@ def l2_loss_jvp(
     array([0., 1., 2.])
     """
     c = _Call(y, y_ref, y_dot, y_ref_dot, axis, where, batched)
-    if c.backend.compile:
-        out: tuple[Array, Array] = _compiled(_jvp)(
-            y, y_ref, y_dot, y_ref_dot, where, axis=c.axes, batched=bool(c.batch)
-        )
-        return out
-    return _jvp(c, y, y_ref, y_dot, y_ref_dot, where)
+    out: tuple[Array, Array] = _run(_jvp, c, y, y_ref, y_dot, y_ref_dot, where)
+    return out
 
 
 def _jvp(
@@ -319,10 +313,7 @@ def l2_loss_vjp(
            [1., 2.]])
     """
     c = _Call(y, y_ref, None, None, axis, where, False)
-    if c.backend.compile:
-        L = _compiled(_loss)(y, y_ref, None, None, where, axis=c.axes, batched=False)
-    else:
-        L = _loss(c, y, y_ref, None, None, where)
+    L = _run(_loss, c, y, y_ref, None, None, where)
     return L, _pullback(c, tuple(L.shape))
 
 
@@ -349,6 +340,18 @@ def l2_loss_grad(
 
 
 _Body = Callable[..., Any]
+
+
+def _run(
+    body: _Body, c: _Call, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array
+) -> Any:
+    """``body(c, y, y_ref, y_dot, y_ref_dot, where)``, as one compiled
+    computation on backends that compile (``Backend.compile``)."""
+    if c.backend.compile:
+        return _compiled(body)(
+            y, y_ref, y_dot, y_ref_dot, where, axis=c.axes, batched=bool(c.batch)
+        )
+    return body(c, y, y_ref, y_dot, y_ref_dot, where)
 
 
 @functools.cache
