@@ -38,6 +38,7 @@ import numpy as np
 
 import l2loss
 from l2loss import _api
+from l2loss.testing import to_numpy
 
 Fn = Callable[[], Any]
 K = 8  # directions of the batched cases
@@ -81,13 +82,9 @@ def libraries(dry: bool) -> dict[str, Lib]:
 
     jax.config.update("jax_enable_x64", True)
     libs["jax"] = Lib(
-        "jax", lambda a: jax.device_put(np.asarray(_host(a))), jax.block_until_ready, jax
+        "jax", lambda a: jax.device_put(np.asarray(to_numpy(a))), jax.block_until_ready, jax
     )
     return libs
-
-
-def _host(a: Any) -> np.ndarray[Any, Any]:
-    return a if isinstance(a, np.ndarray) else a.get()
 
 
 def timer(fn: Fn, sync: Callable[[Any], None], budget: float) -> Callable[[], float]:
@@ -126,15 +123,7 @@ def _ratio(num: list[float], den: list[float]) -> float:
 
 
 def _rel(got: Any, want: float) -> float:
-    return abs(float(np.asarray(_host_scalar(got))) - want) / max(abs(want), 1e-300)
-
-
-def _host_scalar(x: Any) -> Any:
-    if hasattr(x, "get"):
-        return x.get()
-    if hasattr(x, "cpu"):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+    return abs(float(np.asarray(to_numpy(got))) - want) / max(abs(want), 1e-300)
 
 
 def _inputs(libs: dict[str, Lib], n: int, dtype: str, seed: int) -> dict[str, Any]:
@@ -149,7 +138,7 @@ def _inputs(libs: dict[str, Lib], n: int, dtype: str, seed: int) -> dict[str, An
 
 def _reference(arrays: list[Any]) -> tuple[float, float, float]:
     """Host float64 ``L``, ``L_dot`` (fast path) and ``L_dot`` (full path)."""
-    y, r, t, u = (_host(a).astype(np.float64) for a in arrays[:4])
+    y, r, t, u = (to_numpy(a).astype(np.float64) for a in arrays[:4])
     d = y - r
     return 0.5 * float(d @ d), float(d @ t), float(d @ t - d @ u)
 
@@ -293,10 +282,10 @@ def _batched_at(
         "l2loss-torch-batched": (lambda: l2loss.l2_loss_jvp(ty, tr, tT, batched=True), torch.sync),
         "jax-jit-vmap-jvp": (lambda: jax_vmap(jy, jr, jT), jax.sync),
     }
-    d = _host(y).astype(np.float64) - _host(r).astype(np.float64)
-    want = _host(T).astype(np.float64) @ d
+    d = to_numpy(y).astype(np.float64) - to_numpy(r).astype(np.float64)
+    want = to_numpy(T).astype(np.float64) @ d
     err = {
-        k: float(np.max(np.abs(_host_scalar(cases[k][0]()[1]) - want)) / np.max(np.abs(want)))
+        k: float(np.max(np.abs(to_numpy(cases[k][0]()[1]) - want)) / np.max(np.abs(want)))
         for k in ("l2loss-cupy-batched", "l2loss-torch-batched")
     }
     times = measure(cases, rounds, budget)

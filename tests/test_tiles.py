@@ -10,7 +10,7 @@ import functools
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -103,6 +103,17 @@ def test_rows_longer_than_one_dot(be: Backend, rows: int) -> None:
         assert abs(Ld[i] - want_Ld) <= 6 * eps64 * scale, i
 
 
+def use_traits(
+    monkeypatch: pytest.MonkeyPatch, change: Callable[[Any, _namespace.Backend], _namespace.Backend]
+) -> None:
+    """Backends made for the rest of the test are ``change(xp, traits)``
+    (the caches of backends made before are set aside)."""
+    classify = _namespace._classify
+    monkeypatch.setattr(_namespace, "_classify", lambda xp, s: change(xp, classify(xp, s)))
+    monkeypatch.setattr(_namespace, "_CACHE", {})
+    monkeypatch.setattr(_api, "_RESOLVED", {})
+
+
 @pytest.mark.parametrize("layout", ["native", "pieces"])
 @pytest.mark.parametrize("dtype", ["float64", "complex128", "float32"])
 def test_small_tiles_match_reference(
@@ -115,8 +126,7 @@ def test_small_tiles_match_reference(
     also with the GPUs' layout (1-D pieces, ``b @ a``) on every backend."""
     tile = 1 << 12
 
-    def small(xp: Any, sample: Any) -> _namespace.Backend:
-        b = classify(xp, sample)
+    def small(xp: Any, b: _namespace.Backend) -> _namespace.Backend:
         gpu_layout: dict[str, Any] = {}
         if layout == "pieces":
             gpu_layout = {"rows": False, "matvec": functools.partial(_namespace._matvec, xp)}
@@ -125,10 +135,7 @@ def test_small_tiles_match_reference(
         )
         return dataclasses.replace(b, tile=tile, short=tile, accelerated=gpu, **gpu_layout)
 
-    classify = _namespace._classify
-    monkeypatch.setattr(_namespace, "_classify", small)
-    monkeypatch.setattr(_namespace, "_CACHE", {})
-    monkeypatch.setattr(_api, "_RESOLVED", {})
+    use_traits(monkeypatch, small)
     rng = np.random.default_rng(5)
     tol = eps(dtype) * 64
     for shape, axis in (((50_003,), None), ((3, 9_001), -1), ((40, 301), -1), ((40, 301), None)):
@@ -179,16 +186,13 @@ def test_torch_autocast_keeps_float32(be: Backend, n: int, monkeypatch: pytest.M
         pytest.skip("PyTorch's autocast")
     import torch
 
-    def gpu_traits(xp: Any, sample: Any) -> _namespace.Backend:
-        gpu = classify(xp, sample).accelerated
+    def gpu_traits(xp: Any, b: _namespace.Backend) -> _namespace.Backend:
+        gpu = b.accelerated
         assert gpu is not None
         tile = 1 << 12 if n > 10_000 else gpu.tile
         return dataclasses.replace(gpu, tile=tile, short=tile, accelerated=None)
 
-    classify = _namespace._classify
-    monkeypatch.setattr(_namespace, "_classify", gpu_traits)
-    monkeypatch.setattr(_namespace, "_CACHE", {})
-    monkeypatch.setattr(_api, "_RESOLVED", {})
+    use_traits(monkeypatch, gpu_traits)
     y, r, t = (be.asarray(np.full(n, v, dtype=np.float32)) for v in (20.0, 0.0, 1.0))
     half = torch.float16 if be.device.type == "cuda" else torch.bfloat16
     with torch.autocast(be.device.type, dtype=half):
