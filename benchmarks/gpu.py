@@ -46,6 +46,9 @@ SIZES = [10**3, 10**4, 10**5, 10**6, 10**7, 3 * 10**7, 10**8]
 BATCHED_SIZES = [10**6, 10**7]
 TILE_SIZES = [10**7, 10**8]
 TILES = [1 << 22, 1 << 23, 1 << 24, 1 << 25, 1 << 26, 1 << 62]
+PART_SIZES = [10**7, 10**8]
+# Per-sample losses (``axis=-1``): (samples, items per sample), 1e8 items each.
+AXIS_SHAPES = [(1000, 100_000), (100_000, 1000)]
 
 
 @dataclasses.dataclass
@@ -302,6 +305,101 @@ def _batched_at(
     }
 
 
+def bench_parts(
+    libs: dict[str, Lib], n: int, dtype: str, rounds: int, budget: float
+) -> dict[str, float]:
+    """GB/s moved by each kernel the eager rule is made of, on CuPy and
+    PyTorch: the subtraction (reads 2N items, writes N) and the inner
+    products a library offers (each reads 2N; ``sum(a * b)`` also writes
+    and reads back its product, counted as 2N items here, not 4N)."""
+    arrays = _inputs(libs, n, dtype, seed=11)
+    y, r, t, _, _, _ = arrays["cupy"]
+    ty, tr, tt, _ = arrays["torch"]
+    cp, torch = libs["cupy"], libs["torch"]
+    cases: dict[str, tuple[Fn, Callable[[Any], None]]] = {
+        "cupy subtract": (lambda: y - r, cp.sync),
+        "cupy dot": (lambda: cp.mod.dot(y, t), cp.sync),
+        "cupy vecdot": (lambda: cp.mod.vecdot(y, t), cp.sync),
+        "cupy sum(a*b)": (lambda: cp.mod.sum(y * t), cp.sync),
+        "cupy einsum": (lambda: cp.mod.einsum("i,i->", y, t), cp.sync),
+        "torch subtract": (lambda: ty - tr, torch.sync),
+        "torch dot": (lambda: torch.mod.dot(ty, tt), torch.sync),
+        "torch sum(a*b)": (lambda: torch.mod.sum(ty * tt), torch.sync),
+    }
+    times = measure(cases, rounds, budget)
+    size = np.dtype(dtype).itemsize
+    out = {
+        k: (3 if k.endswith("subtract") else 2) * n * size / float(np.median(v)) / 1e9
+        for k, v in times.items()
+    }
+    print(f"parts {dtype} N={n:.0e} GB/s: " + "  ".join(f"{k}={v:.0f}" for k, v in out.items()))
+    return out
+
+
+def bench_axis(
+    libs: dict[str, Lib], shape: tuple[int, int], dtype: str, rounds: int, budget: float
+) -> dict[str, Any]:
+    """Per-sample losses and tangents (``axis=-1`` over rows of ``shape``),
+    fast path, against the plain expressions and ``jax.jit(jax.jvp)``; the
+    ceiling is the cuBLAS dot over as many items as one input."""
+    cp, torch, jax = libs["cupy"], libs["torch"], libs["jax"]
+    jnp = jax.mod.numpy
+    n = shape[0] * shape[1]
+    rng = cp.mod.random.default_rng(n + 2)
+    y, r, t = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    a, b = (rng.standard_normal(n).astype(dtype) for _ in range(2))
+    ty, tr, tt = (torch.put(v) for v in (y, r, t))
+    jy, jr, jt = (jax.put(v) for v in (y, r, t))
+
+    def cupy_plain() -> Any:
+        d = y - r
+        return 0.5 * cp.mod.sum(d * d, axis=-1), cp.mod.sum(d * t, axis=-1)
+
+    def torch_plain() -> Any:
+        d = ty - tr
+        return 0.5 * torch.mod.sum(d * d, -1), torch.mod.sum(d * tt, -1)
+
+    @jax.mod.jit
+    def jax_jvp(y: Any, r: Any, t: Any) -> Any:
+        return jax.mod.jvp(lambda v: 0.5 * jnp.sum((v - r) ** 2, axis=-1), (y,), (t,))
+
+    cases: dict[str, tuple[Fn, Callable[[Any], None]]] = {
+        "ceiling": (lambda: cp.mod.dot(a, b), cp.sync),
+        "l2loss-cupy": (lambda: l2loss.l2_loss_jvp(y, r, t, axis=-1), cp.sync),
+        "cupy-plain": (cupy_plain, cp.sync),
+        "l2loss-torch": (lambda: l2loss.l2_loss_jvp(ty, tr, tt, axis=-1), torch.sync),
+        "torch-plain": (torch_plain, torch.sync),
+        "jax-jit-jvp": (lambda: jax_jvp(jy, jr, jt), jax.sync),
+    }
+    d = to_numpy(y).astype(np.float64) - to_numpy(r).astype(np.float64)
+    want = (0.5 * np.sum(d * d, axis=-1), np.sum(d * to_numpy(t).astype(np.float64), axis=-1))
+    err = {}
+    for k, (f, _) in cases.items():
+        if k != "ceiling":
+            got = f()
+            err[k] = max(
+                float(np.max(np.abs(to_numpy(g) - w) / np.maximum(np.abs(w), 1e-300)))
+                for g, w in zip(got, want, strict=True)
+            )
+    times = measure(cases, rounds, budget)
+    tc = times["ceiling"]
+    row: dict[str, Any] = {
+        "shape": list(shape),
+        "dtype": dtype,
+        "fraction": {
+            k: _ratio([c * 1.5 for c in tc], v) for k, v in times.items() if k != "ceiling"
+        },
+        "seconds": {k: float(np.median(v)) for k, v in times.items()},
+        "rel_error": err,
+    }
+    print(
+        f"axis=-1 {dtype} {shape}: "
+        + "  ".join(f"{k}={v:.2f}" for k, v in row["fraction"].items()),
+        flush=True,
+    )
+    return row
+
+
 def retiled(backend: Any, tile: int) -> Any:
     """``backend`` with tiles of ``tile`` items (on the host and on devices)."""
     gpu = backend.accelerated
@@ -389,11 +487,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--budget", type=float, default=0.02, help="seconds per timed run")
     p.add_argument("--tiles", action="store_true", help="also sweep the GPU tile size")
+    p.add_argument("--parts", action="store_true", help="also time the kernels the rule is made of")
     p.add_argument("--dry", action="store_true", help="no GPU: small host arrays, no figures")
     args = p.parse_args(argv)
     libs = libraries(args.dry)
     sizes = [n for n in SIZES if n <= 10**5] if args.dry else SIZES
     small = (lambda ns: [min(n, 10**5) for n in ns]) if args.dry else (lambda ns: ns)
+
+    def small_shape(shape: tuple[int, int]) -> tuple[int, int]:
+        return (min(shape[0], 100), min(shape[1], 1000)) if args.dry else shape
+
     result: dict[str, Any] = {
         "machine": machine(libs),
         "rounds": args.rounds,
@@ -406,6 +509,14 @@ def main(argv: list[str] | None = None) -> int:
         result[f"batched-{dtype}"] = bench_batched(
             libs, small(BATCHED_SIZES), dtype, args.rounds, args.budget
         )
+        result[f"axis-{dtype}"] = [
+            bench_axis(libs, small_shape(s), dtype, args.rounds, args.budget) for s in AXIS_SHAPES
+        ]
+        if args.parts:
+            result[f"parts-{dtype}"] = {
+                str(n): bench_parts(libs, n, dtype, args.rounds, args.budget)
+                for n in small(PART_SIZES)
+            }
         if args.tiles:
             result[f"tiles-{dtype}"] = {
                 str(n): bench_tiles(libs, n, dtype, args.rounds, args.budget)
@@ -432,6 +543,13 @@ def summary(result: dict[str, Any]) -> str:
                 f" jax-jit {fr['l2loss-jax-jit']:.2f} | x plain {sp['cupy-plain']:.2f}"
                 f" x torch.func {sp['torch-func-jvp']:.2f} x jax.jit(jvp) {sp['jax-jit-jvp']:.2f}"
                 f" | rel. error {row['rel_error']['l2loss-cupy']:.1e}"
+            )
+        for row in result[f"axis-{dtype}"]:
+            fr = row["fraction"]
+            lines.append(
+                f"  axis=-1 {tuple(row['shape'])}: "
+                + " ".join(f"{k} {v:.2f}" for k, v in fr.items())
+                + f" | rel. error {max(row['rel_error'].values()):.1e}"
             )
     return "\n".join(lines)
 

@@ -8,8 +8,9 @@
 #    CuPy, on PyTorch with CUDA tensors (L2LOSS_DEVICE=cuda) and on JAX's GPU
 #    backend, the three at once (separate processes; the timings come after;
 #    L2LOSS_GPU_SESSIONS="cupy torch-cuda" picks some);
-# 2. `python benchmarks/gpu.py --tiles`: l2loss against the plain CuPy
-#    expression, torch.func.jvp, jax.jit(jax.jvp) and the cuBLAS dot ceiling
+# 2. `python benchmarks/gpu.py --tiles --parts`: l2loss against the plain CuPy
+#    expression, torch.func.jvp, jax.jit(jax.jvp) and the cuBLAS dot ceiling,
+#    per-sample losses (axis=-1), the tile sweep and the kernels alone
 #    (L2LOSS_GPU_BENCH=0 skips it).
 #
 # Logs, bench-gpu.json and bench-gpu.png go to OUTDIR (default: $OUT, else
@@ -65,7 +66,7 @@ rm -r "$status"
 
 if [ "${L2LOSS_GPU_BENCH:-1}" = 1 ]; then
     # shellcheck disable=SC2086  # L2LOSS_GPU_BENCH_ARGS is a list of options
-    python3 benchmarks/gpu.py --out "$out" --tiles ${L2LOSS_GPU_BENCH_ARGS:-} 2>&1 |
+    python3 benchmarks/gpu.py --out "$out" --tiles --parts ${L2LOSS_GPU_BENCH_ARGS:-} 2>&1 |
         tee "$out/bench.log"
     [ "${PIPESTATUS[0]}" = 0 ] || failed=1
 fi
