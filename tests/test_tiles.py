@@ -123,13 +123,18 @@ def test_small_tiles_match_reference(
     PyTorch-on-GPU tiles are larger than any input here): with tiles of 4 Ki
     items, a full reduction, per-sample rows spanning several tiles and tiles
     of several rows, with a mask and two directions, equal the reference;
-    also with the GPUs' layout (1-D pieces, ``b @ a``) on every backend."""
+    also with the GPUs' layout (1-D pieces, ``b @ a``, rows summed as
+    ``sum(a * b)``) on every backend."""
     tile = 1 << 12
 
     def small(xp: Any, b: _namespace.Backend) -> _namespace.Backend:
         gpu_layout: dict[str, Any] = {}
         if layout == "pieces":
-            gpu_layout = {"rows": False, "matvec": functools.partial(_namespace._matvec, xp)}
+            gpu_layout = {
+                "rows": False,
+                "dot": 0,
+                "matvec": functools.partial(_namespace._matvec, xp),
+            }
         gpu = b.accelerated and dataclasses.replace(
             b.accelerated, tile=tile, short=tile, **gpu_layout
         )

@@ -52,7 +52,12 @@ class Backend:
         l2loss's worker threads would compete with OpenBLAS's). 0: as
         ``sum(a * b)``, for PyTorch, whose array-api-compat ``vecdot`` is a
         batched matmul that sums sequentially, while ``sum`` uses PyTorch's
-        cascade summation and is exact to a few ulps.
+        cascade summation and is exact to a few ulps; and for CuPy, which
+        has no ``vecdot`` of its own: array-api-compat's read 0.3 to 0.6x
+        the bytes per second of ``sum(a * b)`` over rows on an H200, and
+        per-sample losses reached 0.35 of the ceiling with it, 0.54 with
+        ``sum`` (`benchmarks/gpu.sh`). Full reductions of 1-D pieces take
+        ``matvec`` instead.
     check_devices
         Whether devices must be compared (meaningless on NumPy and Dask;
         impossible on traced JAX arrays, which JAX checks itself).
@@ -224,6 +229,7 @@ def _classify(xp: Any, sample: Any) -> Backend:
             tile=_GPU_TILE,
             short=_GPU_TILE,
             check_devices=True,
+            dot=0,
             rows=False,
             matvec=functools.partial(_matvec, xp),
             matvec_batches=True,
