@@ -404,9 +404,7 @@ def bench_axis(
 
 def retiled(backend: Any, tile: int) -> Any:
     """``backend`` with tiles of ``tile`` items (on the host and on devices)."""
-    gpu = backend.accelerated
-    gpu = None if gpu is None else retiled(gpu, tile)
-    return dataclasses.replace(backend, tile=tile, short=tile, accelerated=gpu)
+    return backend.with_traits(tile=tile, short=tile)
 
 
 def bench_tiles(

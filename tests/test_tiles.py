@@ -135,10 +135,7 @@ def test_small_tiles_match_reference(
                 "dot": 0,
                 "matvec": functools.partial(_namespace._matvec, xp),
             }
-        gpu = b.accelerated and dataclasses.replace(
-            b.accelerated, tile=tile, short=tile, **gpu_layout
-        )
-        return dataclasses.replace(b, tile=tile, short=tile, accelerated=gpu, **gpu_layout)
+        return b.with_traits(tile=tile, short=tile, **gpu_layout)
 
     use_traits(monkeypatch, small)
     rng = np.random.default_rng(5)
@@ -179,6 +176,32 @@ def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
     assert on_meta.tile == on_meta.short == _namespace._GPU_TILE
     L, Ld = l2_loss_jvp(meta, meta, meta)
     assert L.device == Ld.device == meta.device
+
+
+def test_torch_float64_on_the_host_gets_its_traits() -> None:
+    """PyTorch on the CPU sums float64 with its BLAS dot over 1-D pieces and
+    keeps rows and ``sum`` for float32, whose dot would accumulate in float32
+    (``Backend.float64``): the traits follow the dtype the inputs promote to,
+    and both give L to a few ulps of the exactly rounded sum, over a length
+    that takes several tiles."""
+    torch = pytest.importorskip("torch")
+    n = 3 * (1 << 20) + 5
+    rng = np.random.default_rng(3)
+    y, r = rng.standard_normal(n), rng.standard_normal(n)
+    for dtype, promoted, rows in (
+        ("float64", "float64", False),
+        ("float32", "float32", True),
+        ("float32", "float64", False),  # y_ref float64: the work is float64
+    ):
+        Y = torch.from_numpy(y.astype(dtype))
+        R = torch.from_numpy(r.astype(promoted))
+        backend = _api._Call(Y, R, Y, None, None, None, False).backend
+        assert backend.rows is rows, (dtype, promoted)
+        assert (backend.matvec is None) is rows, (dtype, promoted)
+        d = Y.numpy().astype(np.float64) - R.numpy().astype(np.float64)
+        want = 0.5 * math.fsum(d * d)
+        L = float(l2_loss_jvp(Y, R, Y)[0])
+        assert abs(L - want) <= 64 * eps(promoted) * want, (dtype, promoted)
 
 
 @pytest.mark.parametrize("n", [3000, 50_003])

@@ -62,6 +62,8 @@ def _resolve(
     backend = backend_of(_NAMES, (y, y_ref, y_dot, y_ref_dot, where))
     names, given = present(_NAMES[:4], (y, y_ref, y_dot, y_ref_dot))
     dt = dtypes_of(backend, names, given)
+    if backend.float64 is not None and dt.work == backend.xp.float64:
+        backend = backend.float64
     # L has the real dtype of y and y_ref alone; L_dot that of every input.
     out = dtypes_of(backend, ("y", "y_ref"), (y, y_ref)).out
     known = (backend, dt, out)
