@@ -8,8 +8,6 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-import array_api_compat as compat
-
 from ._namespace import Backend
 
 __all__ = ["Dtypes", "check_axis", "check_devices", "check_mask", "check_shape", "dtypes_of"]
@@ -153,10 +151,15 @@ def check_mask(backend: Backend, where: Any, shape: tuple[Any, ...]) -> None:
 
 
 def check_devices(names: tuple[str, ...], arrays: tuple[Any, ...]) -> None:
-    """Raise ``ValueError`` unless every array lives on the device of the first."""
-    dev = compat.device(arrays[0])
+    """Raise ``ValueError`` unless every array lives on the device of the first.
+
+    By the standard's ``device`` attribute: the backends that check devices
+    (``Backend.check_devices``: PyTorch, CuPy, array-api-strict, others) have
+    it, and it costs 0.1 us where ``array_api_compat.device`` costs 1 us.
+    """
+    dev = arrays[0].device
     for name, a in zip(names[1:], arrays[1:], strict=True):
-        other = compat.device(a)
+        other = a.device
         if other != dev:
             raise ValueError(
                 f"{name} is on device {other} but {names[0]} is on {dev}; "
