@@ -172,6 +172,21 @@ def test_mismatched_devices() -> None:
         l2_loss(y, r)
 
 
+@pytest.mark.parametrize("name", ["y_ref_dot", "where"])
+def test_mismatched_device_after_a_structural_zero(name: str) -> None:
+    """A tangent given as None is skipped, not taken as a device: the
+    arguments after it are still checked."""
+    xps = pytest.importorskip("array_api_strict")
+    one, two = xps.Device("device1"), xps.Device("device2")
+    y = xps.asarray(Y, device=one)
+    args = {
+        "y_ref_dot": xps.asarray(Y, device=two if name == "y_ref_dot" else one),
+        "where": xps.asarray(Y > 0, device=two if name == "where" else one),
+    }
+    with pytest.raises(ValueError, match=rf"{name} is on device .*device2.*device1.*move it"):
+        l2_loss_jvp(y, y, None, args["y_ref_dot"], where=args["where"])
+
+
 def test_cotangent_on_another_device() -> None:
     xps = pytest.importorskip("array_api_strict")
     y = xps.asarray(Y, device=xps.Device("device1"))

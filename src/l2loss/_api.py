@@ -108,7 +108,7 @@ class _Call:
         if where is not None:
             check_mask(backend, where, tuple(shape))
         if backend.check_devices:
-            check_devices(*present(_NAMES, (y, y_ref, y_dot, y_ref_dot, where)))
+            check_devices(_NAMES, (y, y_ref, y_dot, y_ref_dot, where))
         self.axes = check_axis(axis, len(shape))
         self.backend = backend
         self.xp = backend.xp

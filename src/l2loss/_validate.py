@@ -151,7 +151,8 @@ def check_mask(backend: Backend, where: Any, shape: tuple[Any, ...]) -> None:
 
 
 def check_devices(names: tuple[str, ...], arrays: tuple[Any, ...]) -> None:
-    """Raise ``ValueError`` unless every array lives on the device of the first.
+    """Raise ``ValueError`` unless every array lives on the device of the
+    first (entries given as None, absent arguments, are skipped).
 
     By the standard's ``device`` attribute: the backends that check devices
     (``Backend.check_devices``: PyTorch, CuPy, array-api-strict, others) have
@@ -159,6 +160,8 @@ def check_devices(names: tuple[str, ...], arrays: tuple[Any, ...]) -> None:
     """
     dev = arrays[0].device
     for name, a in zip(names[1:], arrays[1:], strict=True):
+        if a is None:
+            continue
         other = a.device
         if other != dev:
             raise ValueError(
