@@ -179,29 +179,31 @@ def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
 
 
 def test_torch_float64_on_the_host_gets_its_traits() -> None:
-    """PyTorch on the CPU sums float64 with its BLAS dot over 1-D pieces and
-    keeps rows and ``sum`` for float32, whose dot would accumulate in float32
-    (``Backend.float64``): the traits follow the dtype the inputs promote to,
-    and both give L to a few ulps of the exactly rounded sum, over a length
-    that takes several tiles."""
+    """PyTorch on the CPU sums a float64 residual with its BLAS dot over 1-D
+    pieces and keeps rows and ``sum`` for a float32 one, whose dot would
+    accumulate in float32 (``Backend.float64``): the traits follow the dtype
+    ``y`` and ``y_ref`` promote to, whatever the tangent's, and each gives L
+    to a few ulps of the exactly rounded sum, over several tiles."""
     torch = pytest.importorskip("torch")
     n = 3 * (1 << 20) + 5
     rng = np.random.default_rng(3)
-    y, r = rng.standard_normal(n), rng.standard_normal(n)
-    for dtype, promoted, rows in (
-        ("float64", "float64", False),
-        ("float32", "float32", True),
-        ("float32", "float64", False),  # y_ref float64: the work is float64
+    y, r, t = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n)
+    for dtype, promoted, tangent, rows in (
+        ("float64", "float64", "float64", False),
+        ("float32", "float32", "float32", True),
+        ("float32", "float64", "float32", False),  # y_ref float64: so is the residual
+        ("float32", "float32", "float64", True),  # the tangent promotes L_dot alone
     ):
-        Y = torch.from_numpy(y.astype(dtype))
-        R = torch.from_numpy(r.astype(promoted))
-        backend = _api._Call(Y, R, Y, None, None, None, False).backend
-        assert backend.rows is rows, (dtype, promoted)
-        assert (backend.matvec is None) is rows, (dtype, promoted)
-        d = Y.numpy().astype(np.float64) - R.numpy().astype(np.float64)
+        case = (dtype, promoted, tangent)
+        Y, R = torch.from_numpy(y.astype(dtype)), torch.from_numpy(r.astype(promoted))
+        T = torch.from_numpy(t.astype(tangent))
+        backend = _api._Call(Y, R, T, None, None, None, False).backend
+        assert backend.rows is rows, case
+        assert (backend.matvec is None) is rows, case
+        d = (Y - R).numpy().astype(np.float64)  # the residual l2loss computes
         want = 0.5 * math.fsum(d * d)
-        L = float(l2_loss_jvp(Y, R, Y)[0])
-        assert abs(L - want) <= 64 * eps(promoted) * want, (dtype, promoted)
+        L = float(l2_loss_jvp(Y, R, T)[0])
+        assert abs(L - want) <= 64 * eps(promoted) * want, case
 
 
 @pytest.mark.parametrize("n", [3000, 50_003])

@@ -162,3 +162,28 @@ def test_huge_and_tiny_values(be: Backend) -> None:
     np.testing.assert_allclose(L, 0.5 * (2e300 + 1e-300 + 4.0), rtol=1e-15)
     L = be.to_numpy(be.call(l2_loss, be.asarray(y[2:3]), be.asarray(r[2:3])))
     np.testing.assert_allclose(L, 0.5e-300, rtol=1e-15)
+
+
+@pytest.mark.parametrize("n", [1000, 3 * (1 << 20) + 5])  # one piece; several tiles
+@pytest.mark.parametrize("masked", [False, True])
+def test_loss_does_not_depend_on_the_tangents(be: Backend, n: int, masked: bool) -> None:
+    """float32 primals with float64 tangents: the tangents promote L_dot, not
+    L, which has the bits ``l2_loss`` gives (the residual stays float32, with
+    a mask too) and float32's accuracy for long sums."""
+    rng = np.random.default_rng(n)
+    y = (rng.random(n, dtype=np.float32) + np.float32(1.0)).astype(np.float32)
+    r = rng.random(n, dtype=np.float32)
+    t = rng.standard_normal(n)
+    keep = rng.random(n) > 0.2 if masked else None
+    Y, R, T = (be.asarray(a) for a in (y, r, t))
+    W = None if keep is None else be.asarray(keep)
+    L = be.to_numpy(be.call(l2_loss, Y, R, where=W))
+    L_jvp, Ld = (be.to_numpy(a) for a in be.call(l2_loss_jvp, Y, R, T, where=W))
+    assert L_jvp.dtype == L.dtype == np.float32
+    assert Ld.dtype == np.float64
+    np.testing.assert_array_equal(L_jvp, L)
+    d = (y - r).astype(np.float64)  # the float32 residual, exactly
+    if keep is not None:
+        d = np.where(keep, d, 0.0)
+    exact = 0.5 * math.fsum(d * d)
+    assert abs(float(L_jvp) - exact) <= 1e-6 * exact

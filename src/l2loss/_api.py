@@ -30,15 +30,17 @@ Pullback = Callable[[Array], tuple[Array, Array]]
 _NAMES = ("y", "y_ref", "y_dot", "y_ref_dot", "where")
 
 # (types of the five arguments, dtypes of the four arrays) -> (backend, working
-# dtypes, dtype of L). Namespace resolution, dtype promotion and classification
-# run once per combination, and a call pays one dictionary lookup.
-_RESOLVED: dict[tuple[Any, ...], tuple[Backend, Dtypes, Any]] = {}
+# dtypes of the call, working dtypes of y and y_ref alone). Namespace
+# resolution, dtype promotion and classification run once per combination,
+# and a call pays one dictionary lookup.
+_RESOLVED: dict[tuple[Any, ...], tuple[Backend, Dtypes, Dtypes]] = {}
 
 
 def _resolve(
     y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array
-) -> tuple[Backend, Dtypes, Any]:
-    """The backend, working dtypes and dtype of L of one call (validated)."""
+) -> tuple[Backend, Dtypes, Dtypes]:
+    """The backend and working dtypes of one call, and those of its primals
+    alone (validated)."""
     key: tuple[Any, ...] | None
     try:
         key = (
@@ -62,11 +64,13 @@ def _resolve(
     backend = backend_of(_NAMES, (y, y_ref, y_dot, y_ref_dot, where))
     names, given = present(_NAMES[:4], (y, y_ref, y_dot, y_ref_dot))
     dt = dtypes_of(backend, names, given)
-    if backend.float64 is not None and dt.work == backend.xp.float64:
+    # L and the residual have the dtype of y and y_ref alone; L_dot that of
+    # every input (tangents of a higher precision promote L_dot, not L).
+    primal = dtypes_of(backend, ("y", "y_ref"), (y, y_ref))
+    if backend.float64 is not None and primal.work == backend.xp.float64:
+        # Every product reads the residual: its dtype chooses the traits.
         backend = backend.float64
-    # L has the real dtype of y and y_ref alone; L_dot that of every input.
-    out = dtypes_of(backend, ("y", "y_ref"), (y, y_ref)).out
-    known = (backend, dt, out)
+    known = (backend, dt, primal)
     # Only combinations that passed validation are remembered, and on JAX only
     # those of one dtype: its weak types (Python scalars made arrays) promote
     # differently from strong arrays of the same dtype, and the key cannot
@@ -79,7 +83,7 @@ def _resolve(
 class _Call:
     """One validated call: namespace, dtypes, reduced axes, the arrays."""
 
-    __slots__ = ("L_dtype", "axes", "backend", "batch", "dt", "mask", "xp", "y", "y_ref", "zero")
+    __slots__ = ("axes", "backend", "batch", "dt", "mask", "primal", "xp", "y", "y_ref", "zero")
 
     def __init__(
         self,
@@ -91,7 +95,7 @@ class _Call:
         where: Array,
         batched: bool,
     ) -> None:
-        backend, self.dt, self.L_dtype = _resolve(y, y_ref, y_dot, y_ref_dot, where)
+        backend, self.dt, self.primal = _resolve(y, y_ref, y_dot, y_ref_dot, where)
         if backend.accelerated is not None and y.device.type != "cpu":
             backend = backend.accelerated
         shape = y.shape
@@ -121,12 +125,15 @@ class _Call:
             self.zero = self.make_zero()
 
     def make_zero(self) -> Array:
-        return self.xp.zeros((), dtype=self.dt.work, device=compat.device(self.y))
+        """The 0-d zero of the residual's dtype: masking ``y`` and ``y_ref``
+        with it leaves that dtype as it is (a zero of the tangents' higher
+        precision would promote the residual and change L's bits)."""
+        return self.xp.zeros((), dtype=self.primal.work, device=compat.device(self.y))
 
     def loss(self, sq: Array) -> Array:
         """``L = sq / 2`` in the real dtype of ``y`` and ``y_ref``."""
-        L = sq * 0.5
-        return L if L.dtype == self.L_dtype else self.xp.astype(L, self.L_dtype)
+        L, out = sq * 0.5, self.primal.out
+        return L if L.dtype == out else self.xp.astype(L, out)
 
 
 def _batch_size(y_dot: Array, y_ref_dot: Array, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -96,8 +96,10 @@ class Backend:
         arrays on the host and on devices (PyTorch: CUDA, ...); chosen per
         call from ``y.device.type``. None: one set of traits serves all.
     float64
-        The traits for real float64 work, where they differ (chosen once per
-        combination of input dtypes, before ``accelerated``). PyTorch on the
+        The traits for a real float64 residual (``y`` and ``y_ref`` promote
+        to float64; the tangents do not count, since every product reads the
+        residual), where they differ (chosen once per combination of input
+        dtypes, before ``accelerated``). PyTorch on the
         CPU: 1-D pieces of a tile summed by ``matvec``, its BLAS dot (1.5x
         the speed of rows summed by ``sum(a * b)`` at N = 1e5, 1e7 and 3e7,
         17x at 1e6, where each call's tile-sized products cost fresh pages;
