@@ -253,8 +253,10 @@ def l2_loss_jvp(
     Returns
     -------
     L, L_dot
-        The loss, and its derivative along the tangents (real, of the dtype all
-        inputs promote to; zeros when both tangents are None).
+        The loss, as :func:`l2_loss` computes it (in the real dtype of ``y``
+        and ``y_ref``: the tangents' dtypes promote ``L_dot`` alone), and its
+        derivative along the tangents (real, of the dtype all inputs promote
+        to; zeros when both tangents are None).
 
     Examples
     --------
