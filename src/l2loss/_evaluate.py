@@ -150,8 +150,7 @@ def evaluate(
                 (-1,),
                 backend.dot,
                 tangent,
-                # inline _matvec: this path is the N = 10 call's
-                None if dt.complex or (batched and not backend.matvec_batches) else backend.matvec,
+                _matvec_for(backend, dt, batched),
             )
         o = _Operands(y, y_ref, y_dot, y_ref_dot, mask)
         return _full_reduction(backend, dt, o, zero, tangent)
@@ -171,7 +170,7 @@ def evaluate(
     return sq, ip
 
 
-def _matvec(backend: Backend, dt: Dtypes, batched: bool) -> Any:
+def _matvec_for(backend: Backend, dt: Dtypes, batched: bool) -> Any:
     """``Backend.matvec`` where it applies: real dtypes, and tangents with a
     batch axis only where the backend says so."""
     if dt.complex or (batched and not backend.matvec_batches):
@@ -260,8 +259,8 @@ def _full_reduction(
     backend: Backend, dt: Dtypes, o: _Operands, zero: Any, tangent: bool
 ) -> tuple[Any, Any]:
     """Sums over the whole last axis of ``o`` (tangents may carry a leading
-    batch axis), as rows, tile by tile: ``sq`` of shape ``()``, ``ip`` of the
-    batch shape."""
+    batch axis), as rows, tile by tile, or as 1-D pieces where the backend
+    takes no rows: ``sq`` of shape ``()``, ``ip`` of the batch shape."""
     if not backend.rows:
         return _pieces(backend, dt, o, zero, tangent)
     xp = backend.xp
@@ -293,7 +292,7 @@ def _pieces(
     """``_full_reduction`` as 1-D pieces of one tile each, no rows (GPUs)."""
     xp, wide = backend.xp, _wide(backend.xp, dt)
     batched = any(t is not None and t.ndim > o.y.ndim for t in (o.y_dot, o.y_ref_dot))
-    matvec = _matvec(backend, dt, batched)
+    matvec = _matvec_for(backend, dt, batched)
 
     def one(s: slice) -> tuple[Any, Any]:
         sq, ip = sums(
