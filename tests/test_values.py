@@ -171,7 +171,7 @@ def test_loss_does_not_depend_on_the_tangents(be: Backend, n: int, masked: bool)
     L, which has the bits ``l2_loss`` gives (the residual stays float32, with
     a mask too) and float32's accuracy for long sums."""
     rng = np.random.default_rng(n)
-    y = (rng.random(n, dtype=np.float32) + np.float32(1.0)).astype(np.float32)
+    y = rng.random(n, dtype=np.float32) + np.float32(1.0)
     r = rng.random(n, dtype=np.float32)
     t = rng.standard_normal(n)
     keep = rng.random(n) > 0.2 if masked else None
