@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from strategies import eps, problems, values
 
 from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
-from l2loss._evaluate import _ROW
-from l2loss._namespace import _NUMPY_TILE
+from l2loss._traits import _NUMPY
+
+PIECE, BLOCK, WHOLE = _NUMPY.piece, _NUMPY.block, _NUMPY.whole
 
 
 def close(be: Backend, got: Any, want: Any, scale: Any, dtype: str, like: Any) -> None:
@@ -85,7 +86,8 @@ def test_grad_is_pullback_of_one(be: Backend, data: st.DataObject) -> None:
 
 
 @pytest.mark.parametrize(
-    "n", [0, 1, 7, _ROW - 1, _ROW, _ROW + 1, 4 * _ROW + 3, _NUMPY_TILE + 1, 300_001]
+    "n",
+    [0, 1, 7, PIECE - 1, PIECE, PIECE + 1, 4 * PIECE + 3, WHOLE + 1, BLOCK + PIECE + 3, 300_001],
 )
 def test_float64_matches_fsum(be: Backend, n: int) -> None:
     """float64 agrees with exactly rounded sums (math.fsum) to a few ulps, across

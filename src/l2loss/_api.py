@@ -1,23 +1,30 @@
-"""The public functions: argument handling around ``_evaluate``."""
+"""The public functions: arguments checked once per kind of call, then the
+plan's evaluation of the rule."""
 
 from __future__ import annotations
 
 import functools
+import numbers
+import threading
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import array_api_compat as compat
 
-from ._evaluate import evaluate
-from ._namespace import Backend, backend_of, present
-from ._rule import residual
+from . import _rule
+from ._dtypes import promote
+from ._plan import Operands, plan
+from ._traits import Traits, on_change, refuse, traits_of
 from ._validate import (
-    Dtypes,
     check_axis,
+    check_batched,
     check_devices,
     check_mask,
     check_shape,
-    dtypes_of,
+    check_weights,
+    describe,
+    directions,
     same_shape,
 )
 
@@ -26,144 +33,337 @@ __all__ = ["l2_loss", "l2_loss_grad", "l2_loss_jvp", "l2_loss_vjp"]
 Array = Any
 Pullback = Callable[[Array], tuple[Array, Array]]
 
-
-_NAMES = ("y", "y_ref", "y_dot", "y_ref_dot", "where")
-
-# (types of the five arguments, dtypes of the four arrays) -> (backend, working
-# dtypes of the call, working dtypes of y and y_ref alone). Namespace
-# resolution, dtype promotion and classification run once per combination,
-# and a call pays one dictionary lookup.
-_RESOLVED: dict[tuple[Any, ...], tuple[Backend, Dtypes, Dtypes]] = {}
+_NAMES = ("y", "y_ref", "y_dot", "y_ref_dot", "where", "weights")
 
 
-def _resolve(
-    y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array
-) -> tuple[Backend, Dtypes, Dtypes]:
-    """The backend and working dtypes of one call, and those of its primals
-    alone (validated)."""
-    key: tuple[Any, ...] | None
-    try:
-        key = (
-            type(y),
-            type(y_ref),
-            type(y_dot),
-            type(y_ref_dot),
-            type(where),
-            getattr(y, "dtype", None),
-            getattr(y_ref, "dtype", None),
-            getattr(y_dot, "dtype", None),
-            getattr(y_ref_dot, "dtype", None),
-        )
-        known = _RESOLVED.get(key)
-    except Exception:
-        # A non-array whose dtype raises or cannot be hashed: backend_of
-        # below says what is wrong with it.
-        key, known = None, None
-    if known is not None:
-        return known
-    backend = backend_of(_NAMES, (y, y_ref, y_dot, y_ref_dot, where))
-    names, given = present(_NAMES[:4], (y, y_ref, y_dot, y_ref_dot))
-    dt = dtypes_of(backend, names, given)
-    # L and the residual have the dtype of y and y_ref alone; L_dot that of
-    # every input (tangents of a higher precision promote L_dot, not L).
-    primal = dtypes_of(backend, ("y", "y_ref"), (y, y_ref))
-    if backend.float64 is not None and primal.work == backend.xp.float64:
-        # Every product reads the residual: its dtype chooses the traits.
-        backend = backend.float64
-    known = (backend, dt, primal)
-    # Only combinations that passed validation are remembered, and on JAX only
-    # those of one dtype: its weak types (Python scalars made arrays) promote
-    # differently from strong arrays of the same dtype, and the key cannot
-    # tell them apart without costing every call.
-    if key is not None and (backend.name != "jax" or len({a.dtype for a in given}) == 1):
-        _RESOLVED[key] = known
-    return known
+class Kind:
+    """What every call with the same argument types, dtypes and shapes, device
+    of ``y``, ``axis`` and ``batched`` shares: its checks, made once, and its
+    plan.
 
+    Attributes
+    ----------
+    traits, xp
+        The library's traits (those of its accelerator, for arrays on one)
+        and namespace.
+    adopt
+        Positions of NumPy arguments taken into the library (JAX).
+    shape, axes, batch
+        ``y``'s shape, the reduced axes (sorted, negative), and ``(K,)`` for
+        K tangent directions or ``()``.
+    lead
+        Leading axes of ``y`` the weights cover (-1: no weights).
+    primal, full
+        The dtypes of ``y``, ``y_ref`` and the weights (those of L, the
+        residual and the cotangents), and of every argument (those of L_dot).
+    evaluate
+        The plan's evaluation, ``evaluate(xp, primal, zero, operands) -> (sq, ip)``.
+    """
 
-class _Call:
-    """One validated call: namespace, dtypes, reduced axes, the arrays."""
-
-    __slots__ = ("axes", "backend", "batch", "dt", "mask", "primal", "xp", "y", "y_ref", "zero")
+    __slots__ = (
+        "adopt",
+        "axes",
+        "batch",
+        "evaluate",
+        "full",
+        "lead",
+        "primal",
+        "shape",
+        "traits",
+        "xp",
+    )
 
     def __init__(
         self,
-        y: Array,
-        y_ref: Array,
-        y_dot: Array,
-        y_ref_dot: Array,
+        arrays: tuple[Array, ...],
+        traits: Traits,
+        adopt: tuple[int, ...],
         axis: Any,
-        where: Array,
-        batched: bool,
+        batched: Any,
     ) -> None:
-        backend, self.dt, self.primal = _resolve(y, y_ref, y_dot, y_ref_dot, where)
-        if backend.accelerated is not None and y.device.type != "cpu":
-            backend = backend.accelerated
-        shape = y.shape
-        if y_ref.shape != shape:
-            check_shape("y_ref", y_ref, tuple(shape), "y")
+        y, y_ref, y_dot, y_ref_dot, where, weights = arrays
+        if traits.accelerated is not None and compat.device(y).type != "cpu":
+            traits = traits.accelerated
+        xp = traits.xp
+        shape = tuple(y.shape)
+        check_shape("y_ref", y_ref, shape)
         batch: tuple[int, ...] = ()
-        if batched:
-            batch = _batch_size(y_dot, y_ref_dot, tuple(shape))
+        if check_batched(batched):
+            batch = directions(y_dot, y_ref_dot, shape)
         else:
-            if y_dot is not None and y_dot.shape != shape:
-                check_shape("y_dot", y_dot, tuple(shape), "y")
-            if y_ref_dot is not None and y_ref_dot.shape != shape:
-                check_shape("y_ref_dot", y_ref_dot, tuple(shape), "y")
+            for name, t in (("y_dot", y_dot), ("y_ref_dot", y_ref_dot)):
+                if t is not None:
+                    check_shape(name, t, shape)
         if where is not None:
-            check_mask(backend, where, tuple(shape))
-        if backend.check_devices:
-            check_devices(_NAMES, (y, y_ref, y_dot, y_ref_dot, where))
+            check_mask(xp, where, shape)
+        self.lead = -1 if weights is None else check_weights(xp, weights, shape)
         self.axes = check_axis(axis, len(shape))
-        self.backend = backend
-        self.xp = backend.xp
-        self.y, self.y_ref, self.mask, self.batch = y, y_ref, where, batch
-        # The 0-d zero that masked entries take. A call that JAX compiles
-        # makes it inside the compiled computation (see _compiled): made here
-        # as well, outside, it would cost an eager dispatch (64 us) for nothing.
-        self.zero = None
-        if where is not None and not backend.compile:
-            self.zero = self.make_zero()
+        if traits.check_devices:
+            check_devices(_NAMES, arrays)
+        numeric = [(n, a) for n, a in zip(_NAMES, arrays, strict=True) if a is not None]
+        numeric = [(n, a) for n, a in numeric if n != "where"]
+        primal = [(n, a) for n, a in numeric if n in ("y", "y_ref", "weights")]
+        self.full = promote(xp, *_unzip(numeric), traits.cast)
+        self.primal = promote(xp, *_unzip(primal), traits.cast)
+        if self.full.narrow:
+            # Half-precision tangents are widened too, to the primals' working dtype.
+            self.primal = replace(self.primal, widen=True, narrow=self.full.narrow)
+        self.traits, self.xp, self.adopt = traits, xp, adopt
+        self.shape, self.batch = shape, batch
+        self.evaluate = plan(traits, self.full, shape, self.axes, batch, self.lead)
 
-    def make_zero(self) -> Array:
-        """The 0-d zero of the residual's dtype: masking ``y`` and ``y_ref``
-        with it leaves that dtype as it is (a zero of the tangents' higher
-        precision would promote the residual and change L's bits)."""
-        return self.xp.zeros((), dtype=self.primal.work, device=compat.device(self.y))
-
-    def loss(self, sq: Array) -> Array:
-        """``L = sq / 2`` in the real dtype of ``y`` and ``y_ref``."""
-        L, out = sq * 0.5, self.primal.out
-        return L if L.dtype == out else self.xp.astype(L, out)
+    @property
+    def loss_shape(self) -> tuple[int, ...]:
+        reduced = {len(self.shape) + ax for ax in self.axes}
+        return tuple(s for i, s in enumerate(self.shape) if i not in reduced)
 
 
-def _batch_size(y_dot: Array, y_ref_dot: Array, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """``(K,)`` from tangents of shape ``(K, *shape)``."""
-    batch: tuple[int, ...] = ()
-    for name, t in (("y_dot", y_dot), ("y_ref_dot", y_ref_dot)):
-        if t is None:
-            continue
-        if t.ndim != len(shape) + 1 or not same_shape(tuple(t.shape[1:]), shape):
-            raise ValueError(
-                f"with batched=True, {name} must have shape (K, *y.shape) = (K, *{shape}), "
-                f"got shape {tuple(t.shape)} and dtype {t.dtype}; stack the K tangent "
-                "directions along a new leading axis"
-            )
-        if batch and t.shape[0] != batch[0]:
-            raise ValueError(
-                f"y_dot and y_ref_dot must carry the same number of directions K, "
-                f"got shapes {tuple(y_dot.shape)} and {tuple(t.shape)}"
-            )
-        batch = (t.shape[0],)
-    if not batch:
-        raise ValueError(
-            "batched=True needs at least one tangent array to take the number of "
-            "directions K from; got y_dot=None and y_ref_dot=None"
+def _unzip(pairs: list[tuple[str, Array]]) -> tuple[tuple[str, ...], tuple[Array, ...]]:
+    return tuple(n for n, _ in pairs), tuple(a for _, a in pairs)
+
+
+# Kinds of calls, by their key (see _kind). Bounded: a program that sees ever
+# new shapes must not grow it without end.
+_KINDS: dict[tuple[Any, ...], Kind] = {}
+_KINDS_SIZE = 512
+_LOCK = threading.Lock()
+on_change(_KINDS.clear)
+_MISS = object()  # a part of a key that no stored kind has
+
+
+def _axis_key(axis: Any) -> Any:
+    """``axis`` where it can key a kind (an exact int or a tuple of them:
+    ``True``, ``1.0`` and ``1`` hash alike, but only ``1`` is an axis)."""
+    if axis is None or type(axis) is int:
+        return axis
+    if type(axis) is tuple and all(type(a) is int for a in axis):
+        return axis
+    return _MISS
+
+
+def _kind(
+    y: Array,
+    y_ref: Array,
+    y_dot: Array,
+    y_ref_dot: Array,
+    where: Array,
+    weights: Array,
+    axis: Any,
+    batched: Any,
+) -> Kind:
+    """The :class:`Kind` of a call: one dictionary lookup once it has been seen."""
+    key: tuple[Any, ...] | None
+    try:
+        key = (
+            _axis_key(axis),
+            batched if type(batched) is bool else _MISS,
+            type(y),
+            y.dtype,
+            y.shape,
+            getattr(y, "device", None),
+            type(y_ref),
+            y_ref.dtype,
+            y_ref.shape,
+            None if y_dot is None else (type(y_dot), y_dot.dtype, y_dot.shape),
+            None if y_ref_dot is None else (type(y_ref_dot), y_ref_dot.dtype, y_ref_dot.shape),
+            None if where is None else (type(where), where.dtype, where.shape),
+            None if weights is None else (type(weights), weights.dtype, weights.shape),
         )
-    return batch
+        return _KINDS[key]
+    except KeyError:
+        pass
+    except Exception:  # not arrays, or traced devices: what is wrong is said below
+        key = None
+    arrays = (y, y_ref, y_dot, y_ref_dot, where, weights)
+    for name, a in zip(_NAMES[:2], arrays[:2], strict=True):
+        if a is None:
+            refuse(name, a)
+    traits, adopt = traits_of(_NAMES, arrays)
+    if adopt:
+        arrays = _adopted(traits, adopt, arrays)
+    kind = Kind(arrays, traits, adopt, axis, batched)
+    # JAX's weakly typed arrays (Python scalars made arrays) promote unlike
+    # strong ones of the same dtype, which the key cannot tell apart.
+    mixed = kind.traits.compile and len({a.dtype for a in arrays if a is not None}) > 1
+    if key is not None and not mixed:
+        with _LOCK:
+            if len(_KINDS) >= _KINDS_SIZE:
+                _KINDS.clear()
+            _KINDS[key] = kind
+    return kind
 
 
-def l2_loss(y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None) -> Array:
-    r"""The squared L2 loss :math:`L = \tfrac12 \lVert y - y_{ref} \rVert_2^2`.
+def _adopted(
+    traits: Traits, adopt: tuple[int, ...], arrays: tuple[Array, ...]
+) -> tuple[Array, ...]:
+    assert traits.adopts is not None
+    return tuple(traits.adopts(a) if i in adopt else a for i, a in enumerate(arrays))
+
+
+# -- what a call computes, given its Kind and its arrays -----------------------
+
+
+def _expanded(weights: Array, ndim: int) -> Array:
+    """Weights of ``y``'s leading axes given size-1 trailing axes (a view)."""
+    k = weights.ndim
+    return weights if k == ndim else weights[(..., *([None] * (ndim - k)))]
+
+
+def _values(k: Kind, o: Operands) -> tuple[Array, Array]:
+    """``(sq, ip)`` of the rule, by the plan's evaluation."""
+    xp = k.xp
+    zero = None
+    if o.mask is not None:
+        zero = xp.zeros((), dtype=k.primal.real_work, device=compat.device(o.y))
+    if o.weights is not None:
+        o = o._replace(weights=_expanded(o.weights, len(k.shape)))
+    guard = k.traits.guard
+    if guard is not None:
+        o = o._replace(y=guard(o.y, _others(k, o)))
+    return k.evaluate(xp, k.primal, zero, o)
+
+
+def _others(k: Kind, o: Operands) -> tuple[tuple[str, Array], ...]:
+    """The arguments other than ``y`` with ``y``'s dimensions (a batched
+    tangent by its first direction), for ``Traits.guard``."""
+    pairs = [("y_ref", o.y_ref)]
+    for name, t in (("y_dot", o.y_dot), ("y_ref_dot", o.y_ref_dot)):
+        if t is not None:
+            pairs.append((name, t[0] if k.batch else t))
+    pairs += [(n, a) for n, a in (("where", o.mask), ("weights", o.weights)) if a is not None]
+    return tuple(pairs)
+
+
+def _loss(k: Kind, o: Operands) -> Array:
+    return _rule.halve(k.xp, k.primal, _values(k, o)[0])
+
+
+def _jvp(k: Kind, o: Operands) -> tuple[Array, Array]:
+    xp = k.xp
+    sq, ip = _values(k, o)
+    L = _rule.halve(xp, k.primal, sq)
+    out = k.full.out
+    if ip is None:
+        # Both tangents are structural zeros: so is L_dot.
+        shape = (*k.batch, *L.shape)
+        ip = xp.zeros(shape, dtype=out, device=compat.device(o.y))
+        if not shape:
+            ip = ip[()]  # the library's own 0-d result (NumPy: a scalar)
+    elif ip.dtype != out:
+        ip = xp.astype(ip, out)
+    return L, ip
+
+
+def _like(k: Kind, a: Array, primal: Array) -> Array:
+    """The cotangent ``a`` in its primal's dtype (the real part for a real
+    primal) and, on Dask, in its primal's chunks."""
+    xp = k.xp
+    if a.dtype != primal.dtype:
+        if k.primal.complex and not xp.isdtype(primal.dtype, "complex floating"):
+            a = xp.real(a)
+        a = xp.astype(a, primal.dtype)
+    chunks = getattr(primal, "chunks", None)
+    if chunks is not None and a.chunks != chunks:
+        a = a.rechunk(chunks)
+    return a
+
+
+def _cotangents(k: Kind, o: Operands, L_bar: Any, both: bool = True) -> tuple[Array, Array]:
+    """``(y_bar, y_ref_bar)`` for the cotangent ``L_bar`` (a Python float, or
+    an array of L's shape or 0-d); ``y_ref_bar`` is None unless ``both``."""
+    xp, dt = k.xp, k.primal
+    scale = L_bar
+    if not isinstance(L_bar, float):
+        scale = L_bar if L_bar.dtype == dt.real_work else xp.astype(L_bar, dt.real_work)
+        if L_bar.ndim:
+            # Size-1 axes where L was reduced, by indexing with None (reshape
+            # and expand_dims need every size, and Dask's may be unknown).
+            reduced = {len(k.shape) + ax for ax in k.axes}
+            scale = scale[tuple(None if i in reduced else slice(None) for i in range(len(k.shape)))]
+    zero = None
+    if o.mask is not None:
+        zero = xp.zeros((), dtype=dt.real_work, device=compat.device(o.y))
+    w = None if o.weights is None else _expanded(o.weights, len(k.shape))
+    d = _rule.cotangent(xp, dt, o.y, o.y_ref, o.mask, w, zero, scale)
+    return _like(k, d, o.y), (_like(k, -d, o.y_ref) if both else None)
+
+
+def _grad(k: Kind, o: Operands) -> tuple[Array, Array]:
+    return _loss(k, o), _cotangents(k, o, 1.0, both=False)[0]
+
+
+_Op = Callable[..., Any]
+
+
+def _call(k: Kind, op: _Op, arrays: tuple[Array, ...], *extra: Any) -> Any:
+    """``op(kind, operands, *extra)`` as the library needs it run: through its
+    automatic differentiation, or compiled whole."""
+    if k.adopt:
+        arrays = _adopted(k.traits, k.adopt, arrays)
+    traits = k.traits
+    if traits.check_devices:
+        check_devices(_NAMES, arrays)
+    if traits.autodiff is not None and traits.autodiff(arrays):
+        from . import _torch
+
+        return _torch.call(k, op, arrays, *extra)
+    if traits.compile:
+        return _compiled(op)(*arrays, *extra, axis=k.axes, batched=bool(k.batch))
+    return op(k, Operands(*arrays), *extra)
+
+
+@functools.cache
+def _compiled(op: _Op) -> _Op:
+    """``op`` as one ``jax.jit`` computation, checked again while it is traced
+    (once per shapes, dtypes, ``axis`` and ``batched``). Under an outer
+    ``jax.jit`` it is inlined; under ``jax.disable_jit`` it runs as it is."""
+    import jax
+
+    def traced(*args: Any, axis: Any, batched: bool) -> Any:
+        o, extra = Operands(*args[:6]), args[6:]
+        k = _kind(o.y, o.y_ref, o.y_dot, o.y_ref_dot, o.mask, o.weights, axis, batched)
+        return op(k, o, *extra)
+
+    jitted: _Op = jax.jit(traced, static_argnames=("axis", "batched"))
+    return jitted
+
+
+def _checked_cotangent(k: Kind, L_bar: Any, y: Array) -> Any:
+    """``L_bar`` as :func:`_cotangents` takes it: a real number becomes a
+    Python float; an array must be real floating, of ``y``'s library and
+    device, and of L's shape (or 0-d, which broadcasts like a number)."""
+    number = isinstance(L_bar, numbers.Number)
+    if number and type(L_bar) is not bool and isinstance(L_bar, numbers.Real):
+        return float(L_bar)
+    if L_bar is None or number:
+        kind = "complex number" if isinstance(L_bar, numbers.Complex) else repr(L_bar)
+        raise TypeError(
+            f"L_bar must be a real number or a real floating array of L's shape, got "
+            f"{kind if L_bar is not None else 'None'}; pass e.g. 1.0, or an array of "
+            f"shape {k.loss_shape}"
+        )
+    traits_of(("y", "L_bar"), (y, L_bar))
+    if k.traits.check_devices:
+        check_devices(("y", "L_bar"), (y, L_bar))
+    if not k.xp.isdtype(L_bar.dtype, "real floating"):
+        raise TypeError(
+            f"L_bar must be a real floating array (the loss is real), got {describe(L_bar)}; "
+            f"pass a real array of L's shape, {k.loss_shape}"
+        )
+    if L_bar.ndim and not same_shape(tuple(L_bar.shape), k.loss_shape):
+        raise ValueError(
+            f"L_bar must have the shape of L, {k.loss_shape} (or be 0-d), got {describe(L_bar)}"
+        )
+    return L_bar
+
+
+# -- the public functions ------------------------------------------------------
+
+
+def l2_loss(
+    y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None, weights: Array = None
+) -> Array:
+    r"""The squared L2 loss :math:`L = \tfrac12 \sum w \lvert y - y_{ref} \rvert^2`.
 
     Parameters
     ----------
@@ -171,24 +371,32 @@ def l2_loss(y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None)
         Arrays of one shape and one array library, real or complex floating.
         Complex inputs give the real loss :math:`\tfrac12 \sum |y - y_{ref}|^2`.
     axis
-        Axes to reduce, as in ``sum(axis=...)``: None reduces over all of them;
-        an int or tuple keeps the others as a batch of per-sample losses.
+        Axes to reduce, as in ``sum(axis=...)``: None reduces over all of
+        them; an int or a tuple keeps the others as a batch of per-sample
+        losses; ``()`` reduces none (one loss per entry).
     where
         Optional boolean array of ``y``'s shape; entries where it is False take
         no part in the loss, even when they hold NaN or inf.
+    weights
+        Optional real floating array of ``y``'s shape, or of its leading axes
+        (one weight per sample, the same along the trailing axes): the loss is
+        :math:`\tfrac12 \sum w \lvert y - y_{ref}\rvert^2`. Weights are data
+        (they have no tangent); negative ones are the caller's responsibility.
 
     Returns
     -------
     L
         Array of the input library and device, of shape ``y.shape`` without
-        ``axis``, of the real floating dtype that ``y`` and ``y_ref`` promote to
-        (half precision is accumulated in float32 and returned as given).
+        ``axis``, of the real floating dtype that ``y``, ``y_ref`` and the
+        weights promote to (half precision is accumulated in float32 and
+        returned as given). On NumPy a 0-d result is a NumPy scalar, as NumPy's
+        own reductions return.
 
     Raises
     ------
     TypeError
-        For non-arrays, mixed array libraries, non-floating dtypes or a
-        non-boolean ``where``.
+        For non-arrays (None included), mixed array libraries, non-floating
+        dtypes or a non-boolean ``where``.
     ValueError
         For mismatched shapes or devices and an invalid ``axis``.
 
@@ -200,17 +408,14 @@ def l2_loss(y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None)
     10.5
     >>> l2_loss(y, y_ref, axis=1)  # one loss per row
     array([ 0.5, 10. ])
+    >>> l2_loss(y, y_ref, axis=1, weights=np.array([2.0, 0.5]))  # one weight per row
+    array([1., 5.])
     >>> y_ref[0, 1] = np.nan  # a missing target, left out by the mask
     >>> float(l2_loss(y, y_ref, where=~np.isnan(y_ref)))
     10.0
     """
-    c = _Call(y, y_ref, None, None, axis, where, False)
-    return _run(_loss, c, y, y_ref, None, None, where)
-
-
-def _loss(c: _Call, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array) -> Array:
-    sq, _ = evaluate(c.backend, c.dt, y, y_ref, None, None, where, c.zero, c.axes, False)
-    return c.loss(sq)
+    k = _kind(y, y_ref, None, None, where, weights, axis, False)
+    return _call(k, _loss, (y, y_ref, None, None, where, weights))
 
 
 def l2_loss_jvp(
@@ -222,29 +427,30 @@ def l2_loss_jvp(
     *,
     axis: Any = None,
     where: Array = None,
+    weights: Array = None,
     batched: bool = False,
 ) -> tuple[Array, Array]:
     r"""The loss and its pushforward (forward-mode derivative, JVP).
 
     .. math::
 
-        L = \tfrac12 \lVert y - y_{ref} \rVert_2^2, \qquad
-        \dot L = (y - y_{ref})^T (\dot y - \dot y_{ref})
-               = \operatorname{Re} \sum \overline{(y - y_{ref})} (\dot y - \dot y_{ref}).
+        L = \tfrac12 \sum w \lvert y - y_{ref} \rvert^2, \qquad
+        \dot L = \operatorname{Re} \sum w\, \overline{(y - y_{ref})} (\dot y - \dot y_{ref}),
 
-    ``y_ref_dot=None`` is a structural zero, the usual case of a fixed
-    reference: it is never read and costs nothing, so :math:`\dot L = d^T \dot y`
-    with one pass over three arrays. ``y_dot=None`` is a structural zero too.
+    that is :math:`\dot L = (y - y_{ref})^T (\dot y - \dot y_{ref})` for real
+    inputs without weights. ``y_ref_dot=None`` is a structural zero, the usual
+    case of a fixed reference: it is never read and costs nothing, so
+    :math:`\dot L = d^T \dot y` in one pass over three arrays. ``y_dot=None``
+    is a structural zero too.
 
     Parameters
     ----------
     y, y_ref
         Primal arrays, as for :func:`l2_loss`.
     y_dot, y_ref_dot
-        Tangents of ``y`` and ``y_ref``, of their shape; None is zero.
-        With ``batched=True`` each carries one extra leading axis of K
-        directions.
-    axis, where
+        Tangents of ``y`` and ``y_ref``, of their shape; None is zero. With
+        ``batched=True`` each carries one extra leading axis of K directions.
+    axis, where, weights
         As for :func:`l2_loss`; ``where`` masks the tangents too.
     batched
         Whether the tangents carry a leading axis of K directions: ``L_dot``
@@ -253,10 +459,10 @@ def l2_loss_jvp(
     Returns
     -------
     L, L_dot
-        The loss, as :func:`l2_loss` computes it (in the real dtype of ``y``
-        and ``y_ref``: the tangents' dtypes promote ``L_dot`` alone), and its
-        derivative along the tangents (real, of the dtype all inputs promote
-        to; zeros when both tangents are None).
+        The loss, as :func:`l2_loss` computes it (in the dtype of ``y``,
+        ``y_ref`` and the weights: the tangents' dtypes promote ``L_dot``
+        alone), and its derivative along the tangents (real, of the dtype all
+        arguments promote to; zeros when both tangents are None).
 
     Examples
     --------
@@ -269,49 +475,36 @@ def l2_loss_jvp(
     >>> l2_loss_jvp(y, y_ref, directions, batched=True)[1]
     array([0., 1., 2.])
     """
-    c = _Call(y, y_ref, y_dot, y_ref_dot, axis, where, batched)
-    out: tuple[Array, Array] = _run(_jvp, c, y, y_ref, y_dot, y_ref_dot, where)
+    k = _kind(y, y_ref, y_dot, y_ref_dot, where, weights, axis, batched)
+    out: tuple[Array, Array] = _call(k, _jvp, (y, y_ref, y_dot, y_ref_dot, where, weights))
     return out
 
 
-def _jvp(
-    c: _Call, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array
-) -> tuple[Array, Array]:
-    tangent = y_dot is not None or y_ref_dot is not None
-    sq, ip = evaluate(
-        c.backend, c.dt, y, y_ref, y_dot, y_ref_dot, where, c.zero, c.axes, tangent, bool(c.batch)
-    )
-    L = c.loss(sq)
-    if ip is None:
-        xp = c.xp
-        return L, xp.zeros((*c.batch, *L.shape), dtype=c.dt.out, device=compat.device(y))
-    return L, ip if ip.dtype == c.dt.out else c.xp.astype(ip, c.dt.out)
-
-
 def l2_loss_vjp(
-    y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None
+    y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None, weights: Array = None
 ) -> tuple[Array, Pullback]:
     r"""The loss and its pullback (reverse-mode derivative, VJP).
 
     .. math::
 
-        \bar y = \bar L \, (y - y_{ref}), \qquad \bar y_{ref} = -\bar L \, (y - y_{ref}),
+        \bar y = \bar L\, w\, (y - y_{ref}), \qquad \bar y_{ref} = -\bar y,
 
     with :math:`\bar L` broadcast over the reduced axes, and both cotangents
     exactly 0 where ``where`` is False. For complex inputs the cotangents are
-    those of the real inner product :math:`\langle a, b\rangle = \operatorname{Re}\sum
-    \bar a b`, so that :math:`\dot L \bar L = \langle \bar y, \dot y\rangle +
-    \langle \bar y_{ref}, \dot y_{ref}\rangle` (PyTorch's convention; JAX's
-    ``grad`` returns the conjugate).
+    those of the real inner product :math:`\langle a, b\rangle =
+    \operatorname{Re}\sum \bar a b`, so that :math:`\dot L \bar L = \langle
+    \bar y, \dot y\rangle + \langle \bar y_{ref}, \dot y_{ref}\rangle`
+    (PyTorch's convention; JAX's ``grad`` returns the conjugate).
 
     Returns
     -------
     L, pullback
         The loss, as :func:`l2_loss` computes it, and ``pullback(L_bar) ->
-        (y_bar, y_ref_bar)``, where ``L_bar`` is a real array of ``L``'s shape
-        (or a Python number). The pullback holds references to ``y`` and
-        ``y_ref``, not an N-sized residual; ``y_bar`` has ``y``'s dtype and
-        ``y_ref_bar`` has ``y_ref``'s.
+        (y_bar, y_ref_bar)``. ``L_bar`` is a real floating array of ``L``'s
+        shape, or a real number or 0-d array, which stands for that value at
+        every loss. The pullback holds references to ``y`` and ``y_ref``, not
+        an N-sized residual; ``y_bar`` has ``y``'s dtype and ``y_ref_bar`` has
+        ``y_ref``'s.
 
     Examples
     --------
@@ -323,20 +516,28 @@ def l2_loss_vjp(
     array([[0., 1.],
            [1., 2.]])
     """
-    c = _Call(y, y_ref, None, None, axis, where, False)
-    L = _run(_loss, c, y, y_ref, None, None, where)
-    return L, _pullback(c, tuple(L.shape))
+    k = _kind(y, y_ref, None, None, where, weights, axis, False)
+    arrays = (y, y_ref, None, None, where, weights)
+    L = _call(k, _loss, arrays)
+
+    def pullback(L_bar: Array) -> tuple[Array, Array]:
+        r"""``(y_bar, y_ref_bar) = (L_bar w d, -L_bar w d)`` with ``d = y - y_ref``."""
+        out: tuple[Array, Array] = _call(k, _cotangents, arrays, _checked_cotangent(k, L_bar, y))
+        return out
+
+    return L, pullback
 
 
 def l2_loss_grad(
-    y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None
+    y: Array, y_ref: Array, /, *, axis: Any = None, where: Array = None, weights: Array = None
 ) -> tuple[Array, Array]:
-    r"""The loss and its gradient with respect to ``y``: ``(L, y - y_ref)``.
+    r"""The loss and its gradient with respect to ``y``: ``(L, w (y - y_ref))``.
 
     The pullback of :func:`l2_loss_vjp` at :math:`\bar L = 1`, the common case
-    of gradient descent: :math:`\nabla_y L = y - y_{ref}` (0 where ``where`` is
-    False). With ``axis``, it is the gradient of the sum of the per-sample
-    losses. The gradient with respect to ``y_ref`` is its negative.
+    of gradient descent: :math:`\nabla_y L = w\,(y - y_{ref})` (0 where
+    ``where`` is False). With ``axis``, it is the gradient of the sum of the
+    per-sample losses. The gradient with respect to ``y_ref`` is its negative,
+    and is not computed.
 
     Examples
     --------
@@ -345,115 +546,6 @@ def l2_loss_grad(
     >>> grad
     array([0., 1., 2.])
     """
-    L, pullback = l2_loss_vjp(y, y_ref, axis=axis, where=where)
-    y_bar, _ = pullback(1.0)
-    return L, y_bar
-
-
-_Body = Callable[..., Any]
-
-
-def _run(
-    body: _Body, c: _Call, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, where: Array
-) -> Any:
-    """``body(c, y, y_ref, y_dot, y_ref_dot, where)``, as one compiled
-    computation on backends that compile (``Backend.compile``)."""
-    if c.backend.compile:
-        return _compiled(body)(
-            y, y_ref, y_dot, y_ref_dot, where, axis=c.axes, batched=bool(c.batch)
-        )
-    return body(c, y, y_ref, y_dot, y_ref_dot, where)
-
-
-@functools.cache
-def _compiled(body: _Body) -> _Body:
-    """``body(c, y, y_ref, y_dot, y_ref_dot, where)`` as one ``jax.jit``
-    computation (see ``Backend.compile``), validated again while it is
-    traced (once per shapes, dtypes, ``axis`` and ``batched``). Under an
-    outer ``jax.jit`` it is inlined; under ``jax.disable_jit`` it runs as it
-    is."""
-    import jax
-
-    def traced(
-        y: Array,
-        y_ref: Array,
-        y_dot: Array,
-        y_ref_dot: Array,
-        where: Array,
-        *,
-        axis: Any,
-        batched: bool,
-    ) -> Any:
-        c = _Call(y, y_ref, y_dot, y_ref_dot, axis, where, batched)
-        if where is not None:
-            c.zero = c.make_zero()
-        return body(c, y, y_ref, y_dot, y_ref_dot, where)
-
-    jitted: _Body = jax.jit(traced, static_argnames=("axis", "batched"))
-    return jitted
-
-
-def _pullback(c: _Call, shape: tuple[int, ...]) -> Pullback:
-    xp, dt, y, y_ref, mask = c.xp, c.dt, c.y, c.y_ref, c.mask
-    # L_bar broadcasts over the reduced axes: it gets size-1 axes there, by
-    # indexing with None (not reshape or expand_dims, which need every size:
-    # Dask shapes may be unknown until compute).
-    reduced = {y.ndim + ax for ax in c.axes}
-    broadcast = tuple(None if i in reduced else slice(None) for i in range(y.ndim))
-    if mask is not None and c.zero is None:  # a compiled call left it to its computation
-        c.zero = c.make_zero()
-
-    def pullback(L_bar: Array) -> tuple[Array, Array]:
-        r"""``(y_bar, y_ref_bar) = (L_bar d, -L_bar d)`` with ``d = y - y_ref``."""
-        if isinstance(L_bar, (int, float)) and not isinstance(L_bar, bool):
-            scale: Any = float(L_bar)  # a Python number broadcasts as it is
-        else:
-            _check_cotangent(c, L_bar, shape)
-            scale = xp.astype(L_bar, dt.real_work)[broadcast]
-        d = residual(xp, dt, y, y_ref, mask, c.zero)
-        # In place: d is ours, and this saves an N-sized temporary on eager
-        # backends (immutable ones rebind instead).
-        d *= scale
-        if mask is not None:
-            # An infinite L_bar times a masked 0 would be NaN: left-out entries
-            # get exactly 0 whatever L_bar is.
-            d = xp.where(mask, d, c.zero)
-        return _like_primal(c, d, y), _like_primal(c, -d, y_ref)
-
-    return pullback
-
-
-def _like_primal(c: _Call, a: Array, primal: Array) -> Array:
-    """The cotangent ``a`` in its primal's dtype (a real primal takes the real
-    part: the real inner product's cotangent of a real input) and, on Dask, in
-    its primal's chunks (broadcasting against a differently chunked ``L_bar``,
-    ``where`` or other primal would otherwise re-chunk it)."""
-    xp = c.xp
-    if a.dtype != primal.dtype:
-        if c.dt.complex and not xp.isdtype(primal.dtype, "complex floating"):
-            a = xp.real(a)
-        a = xp.astype(a, primal.dtype)
-    if c.backend.name == "dask" and a.chunks != primal.chunks:
-        a = a.rechunk(primal.chunks)
-    return a
-
-
-def _check_cotangent(c: _Call, L_bar: Array, shape: tuple[int, ...]) -> None:
-    if isinstance(L_bar, complex):
-        raise TypeError(
-            f"L_bar must be real (the loss is real), got the complex number {L_bar!r}; "
-            "pass a real number or a real array of L's shape"
-        )
-    backend_of(("y", "L_bar"), (c.y, L_bar))
-    if c.backend.check_devices:
-        check_devices(("y", "L_bar"), (c.y, L_bar))
-    if not c.xp.isdtype(L_bar.dtype, "real floating"):
-        raise TypeError(
-            f"L_bar must be a real floating array (the loss is real), got shape "
-            f"{tuple(L_bar.shape)} and dtype {L_bar.dtype}; pass a real array of L's shape"
-        )
-    if not same_shape(tuple(L_bar.shape), shape):
-        raise ValueError(
-            f"L_bar must have the shape of L, {shape}, got shape {tuple(L_bar.shape)} "
-            f"and dtype {L_bar.dtype}"
-        )
+    k = _kind(y, y_ref, None, None, where, weights, axis, False)
+    out: tuple[Array, Array] = _call(k, _grad, (y, y_ref, None, None, where, weights))
+    return out

@@ -1,23 +1,28 @@
-"""The mathematics, written once for every backend.
+"""The rule: the mathematics of l2loss, written once for every backend.
 
-With the residual ``d = y - y_ref`` (zeroed where the mask is False) and the
-reduced axes ``A``::
+With the residual ``d = y - y_ref`` (exactly 0 where the mask is False), the
+weights ``w`` (1 when absent) and the reduced axes ``A``::
 
-    sq = sum_A |d|^2                              so  L     = sq / 2
-    ip = Re sum_A conj(d) (y_dot - y_ref_dot)     so  L_dot = ip
+    sq    = sum_A w |d|^2                                L     = sq / 2
+    ip    = Re sum_A w conj(d) (y_dot - y_ref_dot)       L_dot = ip
+    y_bar = L_bar w d,   y_ref_bar = -y_bar
 
-Everything here is plain array API code on whatever block of the inputs it is
-given: the whole arrays on lazy backends, one tile at a time on eager ones
-(see ``_evaluate``).
+Everything here is array API code on whatever block of the inputs the plan
+hands it (the whole arrays, or one block at a time), with the inner product
+``inner(a, b) = Re sum conj(a) b`` over the reduced axes that the plan
+chooses. A tangent given as None is a structural zero: never read, no work.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from ._validate import Dtypes
+from ._dtypes import Dtypes
 
-__all__ = ["residual", "sums"]
+__all__ = ["cotangent", "halve", "residual", "sums"]
+
+Inner = Callable[[Any, Any], Any]
 
 
 def _widen(xp: Any, dt: Dtypes, a: Any) -> Any:
@@ -25,92 +30,106 @@ def _widen(xp: Any, dt: Dtypes, a: Any) -> Any:
 
 
 def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, mask: Any, zero: Any) -> Any:
-    """``d = y - y_ref`` in the working dtype, exactly 0 where ``mask`` is False."""
+    """``d = y - y_ref`` in the working dtype, exactly 0 where ``mask`` is False
+    (``y_ref`` None is a structural zero).
+
+    ``zero`` is a 0-d array of the real working dtype (so that masking keeps
+    the residual's dtype).
+    """
     if dt.widen:
         # Widen before subtracting: in float16, y - y_ref may already overflow.
-        y, y_ref = _widen(xp, dt, y), _widen(xp, dt, y_ref)
+        y = _widen(xp, dt, y)
+        y_ref = None if y_ref is None else _widen(xp, dt, y_ref)
     if mask is not None:
         # Mask the inputs, not their difference: inf - inf under a False entry
-        # would otherwise raise floating-point warnings. xp.where, never
-        # mask * y: 0 * NaN is NaN.
-        y, y_ref = xp.where(mask, y, zero), xp.where(mask, y_ref, zero)
-    return y - y_ref
+        # would raise a floating-point warning. xp.where, never mask * y:
+        # 0 * NaN is NaN.
+        y = xp.where(mask, y, zero)
+        y_ref = None if y_ref is None else xp.where(mask, y_ref, zero)
+    return y if y_ref is None else y - y_ref
 
 
-def _inner(
-    xp: Any, dt: Dtypes, a: Any, b: Any, axes: tuple[int, ...], dot: int, matvec: Any
-) -> Any:
-    """``Re sum_axes conj(a) b``; ``b`` may carry extra leading (batch) axes.
-
-    By ``matvec(b, a)`` where it is given and ``a`` is 1-D (``b`` then has
-    its shape or one more leading axis; see ``Backend.matvec``); else, ``dot`` > 0: the
-    reduced axis is the single last one and the sum is taken by ``vecdot``,
-    in calls over at most ``dot`` items of it (see ``Backend.dot``); ``dot``
-    = 0: as ``sum(conj(a) * b)``.
-    """
-    if matvec is not None and a.ndim == 1:
-        r = matvec(b, a)
-    elif dot:
-        n = a.shape[-1]
-        if n <= dot:
-            # vecdot: axis=-1 is the default (a keyword costs 0.1 us)
-            r = xp.vecdot(a, b)
-        else:
-            r = xp.vecdot(a[..., :dot], b[..., :dot])
-            for i in range(dot, n, dot):
-                r = r + xp.vecdot(a[..., i : i + dot], b[..., i : i + dot])
-    else:
-        r = xp.sum((xp.conj(a) if dt.complex else a) * b, axis=axes)
-    return xp.real(r) if dt.complex else r
+def _weighted(xp: Any, dt: Dtypes, d: Any, weights: Any, mask: Any, zero: Any) -> Any:
+    """``w d``, with ``w`` taken as 0 where ``mask`` is False (a NaN weight of
+    a left-out entry must not reach the sums)."""
+    if dt.widen:
+        weights = xp.astype(weights, dt.real_work)
+    if mask is not None:
+        weights = xp.where(mask, weights, zero)
+    return weights * d
 
 
 def sums(
     xp: Any,
     dt: Dtypes,
+    inner: Inner,
     y: Any,
     y_ref: Any,
     y_dot: Any,
     y_ref_dot: Any,
     mask: Any,
+    weights: Any,
     zero: Any,
-    axes: tuple[int, ...],
-    dot: int,
-    tangent: bool,
-    matvec: Any = None,
 ) -> tuple[Any, Any]:
-    """Return ``(sq, ip)`` over ``axes`` (``ip`` is None unless ``tangent``).
+    """``(sq, ip)``: the weighted sum of squares and the pushforward's inner
+    product; ``ip`` is None when both tangents are structural zeros.
 
-    A tangent given as None is a structural zero: it is never read and costs
-    nothing. ``dot`` and ``matvec`` choose the inner product (see ``_inner``).
+    ``L_dot = <w d, y_dot> - <w d, y_ref_dot>``: two inner products with the
+    (weighted) residual, never a temporary for ``y_dot - y_ref_dot``.
     """
     d = residual(xp, dt, y, y_ref, mask, zero)
-    sq = _inner(xp, dt, d, d, axes, dot, matvec)
-    if not tangent:
-        return sq, None
-    # L_dot = <d, y_dot> - <d, y_ref_dot>: two dots of the residual, no
-    # temporary for y_dot - y_ref_dot.
-    if y_ref_dot is None:
-        return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot, matvec)
-    ip_ref = _along(xp, dt, d, y_ref_dot, mask, zero, axes, dot, matvec)
-    if y_dot is None:
-        return sq, -ip_ref
-    return sq, _along(xp, dt, d, y_dot, mask, zero, axes, dot, matvec) - ip_ref
+    wd = d if weights is None else _weighted(xp, dt, d, weights, mask, zero)
+    sq = inner(wd, d)
+    ip = None
+    for t, sign in ((y_dot, 1), (y_ref_dot, -1)):
+        if t is None:
+            continue
+        if dt.widen and t.dtype in dt.narrow:
+            t = xp.astype(t, dt.work)
+        if mask is not None:
+            t = xp.where(mask, t, zero)
+        term = inner(wd, t)
+        ip = (term if sign > 0 else -term) if ip is None else ip - term
+    return sq, ip
 
 
-def _along(
+def halve(xp: Any, dt: Dtypes, sq: Any) -> Any:
+    """``L = sq / 2`` in the results' dtype."""
+    L = sq * 0.5
+    return L if L.dtype == dt.out else xp.astype(L, dt.out)
+
+
+def cotangent(
     xp: Any,
     dt: Dtypes,
-    d: Any,
-    t: Any,
+    y: Any,
+    y_ref: Any,
     mask: Any,
+    weights: Any,
     zero: Any,
-    axes: tuple[int, ...],
-    dot: int,
-    matvec: Any,
+    L_bar: Any,
+    *,
+    in_place: bool = True,
 ) -> Any:
-    """``Re <d, t>`` over ``axes``, ``t`` zeroed where ``mask`` is False."""
-    if dt.widen:
-        t = _widen(xp, dt, t)
+    """``y_bar = L_bar w d`` (``y_ref_bar`` is its negative), exactly 0 where
+    ``mask`` is False whatever ``L_bar`` and ``w`` hold there.
+
+    ``L_bar`` arrives broadcastable against ``y`` (size-1 reduced axes).
+    ``in_place`` scales the fresh residual in place, which saves an N-sized
+    temporary; a caller that records operations for differentiation (PyTorch
+    with ``create_graph``) asks for a new array instead.
+    """
+    d = residual(xp, dt, y, y_ref, mask, zero)
+    scale = L_bar
     if mask is not None:
-        t = xp.where(mask, t, zero)
-    return _inner(xp, dt, d, t, axes, dot, matvec)
+        # Masked before multiplying: an infinite L_bar or weight times a
+        # masked 0 would be NaN, and a floating-point warning.
+        scale = xp.where(mask, scale, zero)
+    if weights is not None:
+        if dt.widen:
+            weights = xp.astype(weights, dt.real_work)
+        scale = scale * (weights if mask is None else xp.where(mask, weights, zero))
+    if in_place and d is not y:  # never the caller's own array
+        d *= scale
+        return d
+    return d * scale

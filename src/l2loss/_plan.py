@@ -1,0 +1,287 @@
+"""The plan: how one call is evaluated, chosen once per kind of call.
+
+:func:`plan` reads the library's traits (``_traits.py``), the dtypes, the
+shape, the reduced axes, batching and weights, and returns the evaluation to
+run; nothing else chooses. There are two:
+
+- :class:`Whole`, the plain expression: the rule (``_rule.py``) once over the
+  whole arrays, with the library's best inner product. Lazy libraries always
+  take it (their compiler or scheduler fuses and chunks it), and eager ones
+  while the data fit in cache, where the library's own kernels are as fast
+  as anything can be.
+- :class:`Blocks`, for eager libraries on larger inputs: the arrays are viewed,
+  without copying, as pieces of at most ``Blocking.piece`` items, one row of
+  pieces per result (``(M, Q, P)``, plus a tail of shorter pieces), and the
+  rule runs block by block, so every temporary stays in cache and each input
+  is read once. Pieces' sums are added pairwise (``sum``) at the end.
+
+Inputs that cannot be viewed that way without a copy (transposed, strided)
+take the plain expression over the arrays as they are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from . import _parallel
+from ._dtypes import Dtypes
+from ._rule import Inner, sums
+from ._traits import Traits
+
+__all__ = ["Operands", "plan"]
+
+Array = Any
+
+
+class Operands(NamedTuple):
+    """The arrays of one call (None: a structural zero, or no mask / weights).
+
+    ``weights`` has ``y``'s number of dimensions (size 1 along the axes it
+    does not cover); tangents carry a leading axis of directions when batched.
+    """
+
+    y: Array
+    y_ref: Array
+    y_dot: Array
+    y_ref_dot: Array
+    mask: Array
+    weights: Array
+
+    def map(self, f: Callable[[Array], Array]) -> Operands:
+        return Operands(*(None if a is None else f(a) for a in self))
+
+
+Evaluation = Callable[[Any, Dtypes, Array, Operands], tuple[Array, Array]]
+
+
+def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...]) -> Inner:
+    """``Re sum_axes conj(a) b`` as a sum of products (any axes)."""
+
+    def inner(a: Array, b: Array) -> Array:
+        r = xp.sum((xp.conj(a) if dt.complex else a) * b, axis=axes)
+        return xp.real(r) if dt.complex else r
+
+    return inner
+
+
+def _last_inner(traits: Traits, dt: Dtypes, vector: bool, batched: bool) -> Inner:
+    """``Re sum conj(a) b`` over the last axis, by the library's fastest call:
+    its ``dot`` for real 1-D ``a`` where it has one, else ``vecdot`` or a sum
+    of products (see :class:`~l2loss._traits.Traits`)."""
+    xp, dot = traits.xp, traits.dot
+    float64 = dt.real_work == xp.float64
+    if (
+        dot is not None
+        and vector
+        and not dt.complex
+        and (traits.dot_batches or not batched)
+        and (float64 or traits.dot_float32)
+    ):
+        return lambda a, b: dot(b, a)
+    if traits.sum_products:
+        return _axes_inner(xp, dt, (-1,))
+    if dt.complex:
+        return lambda a, b: xp.real(xp.vecdot(a, b))
+    return xp.vecdot  # type: ignore[no-any-return]
+
+
+def _view(xp: Any, a: Array, shape: tuple[int, ...]) -> Array:
+    """``a`` as ``shape`` without a copy (raises where that is impossible)."""
+    return a if a.shape == shape else xp.reshape(a, shape, copy=False)
+
+
+class _Layout(NamedTuple):
+    """How the operands are viewed: ``y`` as ``shape``, the results as ``kept``
+    (after summing the ``fold`` trailing result axes, per-sample weights of
+    a full reduction)."""
+
+    shape: tuple[int, ...]
+    weights: tuple[int, ...]
+    kept: tuple[int, ...]
+    fold: bool
+
+    def operands(self, xp: Any, o: Operands, batch: tuple[int, ...]) -> Operands:
+        shape = self.shape
+        return Operands(
+            _view(xp, o.y, shape),
+            _view(xp, o.y_ref, shape),
+            None if o.y_dot is None else _view(xp, o.y_dot, (*batch, *shape)),
+            None if o.y_ref_dot is None else _view(xp, o.y_ref_dot, (*batch, *shape)),
+            None if o.mask is None else _view(xp, o.mask, shape),
+            None if o.weights is None else _view(xp, o.weights, self.weights),
+        )
+
+    def results(self, xp: Any, sq: Array, ip: Array, batch: tuple[int, ...]) -> tuple[Array, Array]:
+        if self.fold:
+            sq = xp.sum(sq, axis=-1)
+            ip = None if ip is None else xp.sum(ip, axis=-1)
+        if tuple(sq.shape) != self.kept:
+            sq = xp.reshape(sq, self.kept)
+            ip = None if ip is None else xp.reshape(ip, (*batch, *self.kept))
+        if not self.kept:
+            # The one result, as the library's reductions give it (NumPy: a scalar).
+            sq = sq[()]
+            if ip is not None and not batch:
+                ip = ip[()]
+        return sq, ip
+
+
+class Whole:
+    """The rule once over the whole arrays (viewed as ``layout`` where one is
+    given, else as they are)."""
+
+    __slots__ = ("batch", "fallback", "inner", "layout")
+
+    def __init__(
+        self, inner: Inner, layout: _Layout | None, batch: tuple[int, ...], fallback: Inner | None
+    ) -> None:
+        self.inner, self.layout, self.batch, self.fallback = inner, layout, batch, fallback
+
+    def __call__(self, xp: Any, dt: Dtypes, zero: Array, o: Operands) -> tuple[Array, Array]:
+        layout = self.layout
+        if layout is None:
+            return sums(xp, dt, self.inner, *o, zero)
+        try:
+            v = layout.operands(xp, o, self.batch)
+        except (ValueError, AttributeError, RuntimeError):
+            assert self.fallback is not None
+            return sums(xp, dt, self.fallback, *o, zero)
+        return layout.results(xp, *sums(xp, dt, self.inner, *v, zero), self.batch)
+
+
+class Blocks:
+    """The rule block by block over a ``(M, Q, P)`` view of the operands: one
+    row of ``Q`` pieces of ``P`` items per result, and a ``(M, tail)``
+    region of the last items of each row. A block is ``rows`` results by
+    ``span`` pieces; blocks are spread over ``workers`` threads. The sums of
+    the pieces are added pairwise at the end.
+    """
+
+    __slots__ = ("batch", "fallback", "inner", "layout", "q", "rows", "span", "tail", "workers")
+
+    def __init__(
+        self,
+        layout: _Layout,
+        q: int,
+        tail: int,
+        rows: int,
+        span: int,
+        inner: Inner,
+        workers: int,
+        batch: tuple[int, ...],
+        fallback: Inner,
+    ) -> None:
+        self.layout, self.q, self.tail, self.rows, self.span = layout, q, tail, rows, span
+        self.inner, self.workers, self.batch, self.fallback = inner, workers, batch, fallback
+
+    def __call__(self, xp: Any, dt: Dtypes, zero: Array, o: Operands) -> tuple[Array, Array]:
+        layout, q, tail, inner = self.layout, self.q, self.tail, self.inner
+        m, r = layout.shape
+        p = (r - tail) // q
+        try:
+            flat = layout.operands(xp, o, self.batch)
+        except (ValueError, AttributeError, RuntimeError):
+            return sums(xp, dt, self.fallback, *o, zero)
+        rowwise = flat.weights is not None and flat.weights.shape[-1] == 1
+
+        def cut(a: Array) -> Array:
+            # Cutting the last axis of an (M, R) view is always a view.
+            body = a[..., : q * p] if tail else a
+            return xp.reshape(body, (*a.shape[:-1], q, p))
+
+        body = flat.map(cut) if not rowwise else flat._replace(weights=None).map(cut)
+        if rowwise:
+            body = body._replace(weights=xp.reshape(flat.weights, (m, 1, 1)))
+
+        def block(at: tuple[slice, slice]) -> tuple[Array, Array]:
+            rows, pieces = at
+            return sums(xp, dt, inner, *body.map(lambda a: a[..., rows, pieces, :]), zero)
+
+        at = [
+            (slice(i, min(i + self.rows, m)), slice(j, min(j + self.span, q)))
+            for i in range(0, m, self.rows)
+            for j in range(0, q, self.span)
+        ]
+        parts = _parallel.ordered_map(block, at, self.workers)
+        per_row = -(-q // self.span)  # blocks side by side in one span of results
+        sq = _assemble(xp, [s for s, _ in parts], per_row)
+        ip = None if parts[0][1] is None else _assemble(xp, [i for _, i in parts], per_row)
+        if tail:
+            ends = flat.map(lambda a: a[..., q * p :])
+            if rowwise:
+                ends = ends._replace(weights=flat.weights)
+            tsq, tip = sums(xp, dt, inner, *ends, zero)
+            sq = xp.concat([sq, tsq[..., None]], axis=-1)
+            ip = None if ip is None else xp.concat([ip, tip[..., None]], axis=-1)
+        sq = xp.sum(sq, axis=-1)
+        ip = None if ip is None else xp.sum(ip, axis=-1)
+        return layout.results(xp, sq, ip, self.batch)
+
+
+def _assemble(xp: Any, parts: list[Array], per_row: int) -> Array:
+    """Blocks' ``(..., rows, span)`` sums as one ``(..., M, Q)`` array."""
+    if len(parts) == 1:
+        return parts[0]
+    if per_row > 1:
+        parts = [xp.concat(parts[i : i + per_row], axis=-1) for i in range(0, len(parts), per_row)]
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-2)
+
+
+def _pieces(r: int, longest: int) -> tuple[int, int]:
+    """``(Q, tail)`` cutting a row of ``r`` items into ``Q`` pieces of equal
+    length and a tail: the longest piece that divides ``r`` where one is at
+    least half the longest allowed, else the longest allowed and a tail."""
+    if r <= longest:
+        return 1, 0
+    for p in range(longest, longest // 2, -1):
+        if r % p == 0:
+            return r // p, 0
+    return r // longest, r % longest
+
+
+def plan(
+    traits: Traits,
+    dt: Dtypes,
+    shape: tuple[int, ...],
+    axes: tuple[int, ...],
+    batch: tuple[int, ...],
+    weights_ndim: int,
+) -> Evaluation:
+    """The evaluation of one kind of call.
+
+    ``axes`` are the reduced axes (sorted, negative), ``batch`` is ``(K,)``
+    for K tangent directions or ``()``, ``weights_ndim`` is the number of
+    leading axes of ``y`` the weights cover (0: no weights).
+    """
+    ndim, size = len(shape), math.prod(shape)
+    kept = shape[: ndim - len(axes)]
+    general = _axes_inner(traits.xp, dt, axes)
+    blocking = traits.blocking
+    trailing = axes == tuple(range(-len(axes), 0))
+    if blocking is None or not trailing or ndim == 0 or size == 0:
+        return Whole(general, None, batch, None)
+    # One result per row of an (M, R) view. Per-sample weights of reduced
+    # axes split the view where they end, and the rows' sums are folded.
+    split = len(kept)
+    leading = 0 < weights_ndim < ndim
+    if leading and weights_ndim < split:
+        # Per-sample weights coarser than the results: the plain expression.
+        return Whole(general, None, batch, None)
+    fold = leading and weights_ndim > split
+    if leading:
+        split = weights_ndim
+    m, r = math.prod(shape[:split]), math.prod(shape[split:])
+    rows = _Layout((m, r), (m, 1) if leading else (m, r), kept, fold)
+    if size <= blocking.whole:
+        if m == 1 and not leading:
+            vector = _Layout((r,), (r,), kept, False)
+            return Whole(_last_inner(traits, dt, True, bool(batch)), vector, batch, general)
+        return Whole(_last_inner(traits, dt, False, bool(batch)), rows, batch, general)
+    q, tail = _pieces(r, blocking.piece)
+    per_block = max(1, blocking.block // ((r - tail) // q))
+    at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
+    workers = blocking.workers if size >= blocking.parallel else 1
+    inner = _last_inner(traits, dt, False, bool(batch))
+    return Blocks(rows, q, tail, *at, inner, workers, batch, general)

@@ -1,0 +1,251 @@
+"""PyTorch's automatic differentiation calls l2loss's rules.
+
+A call whose tensors require grad, or that runs under a ``torch.func``
+transform, goes through the autograd Functions here: their ``forward`` is
+l2loss's evaluation (nothing of it is recorded), their ``backward`` the
+pullback and their ``jvp`` the pushforward, each written with the rule of
+``_rule.py`` in PyTorch operations, so that they are differentiable in turn
+(``create_graph``, ``torch.func.hessian``). Only references to the inputs are
+saved: the residual is recomputed in one pass when it is needed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from . import _api, _rule
+from ._plan import Operands, _axes_inner
+
+__all__ = ["call"]
+
+Tensor = Any
+
+
+def _zero(k: Any, like: Tensor) -> Tensor:
+    return torch.zeros((), dtype=k.full.real_work, device=like.device)
+
+
+def _weights(k: Any, weights: Tensor) -> Tensor:
+    return None if weights is None else _api._expanded(weights, len(k.shape))
+
+
+def _broadcast(k: Any, L_bar: Any) -> Any:
+    """``L_bar`` (of L's shape, with a leading axis of directions or not; or
+    0-d; or a number) with size-1 axes where L was reduced."""
+    if not isinstance(L_bar, torch.Tensor) or L_bar.ndim == 0:
+        return L_bar
+    reduced = {len(k.shape) + ax for ax in k.axes}
+    index = tuple(None if i in reduced else slice(None) for i in range(len(k.shape)))
+    return L_bar[(..., *index)]
+
+
+def _vmapped(t: Tensor) -> bool:
+    """Whether ``t`` is batched by ``torch.func.vmap`` (or the older vmap that
+    ``gradcheck`` uses)."""
+    f = torch._C._functorch
+    return bool(f.is_batchedtensor(t) or f.is_legacy_batchedtensor(t))
+
+
+def _scaled(k: Any, a: Tensor, a_ref: Tensor, L_bar: Any, mask: Tensor, w: Tensor) -> Tensor:
+    """``L_bar w (a - a_ref)``, 0 where ``mask`` is False (None: zero)."""
+    if a is None:
+        if a_ref is None:
+            return None
+        return -_scaled(k, a_ref, None, L_bar, mask, w)
+    zero = None if mask is None else _zero(k, a)
+    scale = _broadcast(k, L_bar)
+    # In place (saving an N-sized temporary) only when nothing is recorded
+    # and the residual has the product's shape: not under vmap, whose
+    # batched cotangent would have more elements.
+    in_place = not torch.is_grad_enabled() and (
+        not isinstance(scale, torch.Tensor) or (scale.ndim <= a.ndim and not _vmapped(scale))
+    )
+    return _rule.cotangent(torch, k.full, a, a_ref, mask, w, zero, scale, in_place=in_place)
+
+
+def _inner(
+    k: Any, a: Tensor, a_ref: Tensor, t: Tensor, t_ref: Tensor, mask: Tensor, w: Tensor
+) -> Tensor:
+    """``Re sum_axes w conj(a - a_ref) (t - t_ref)`` (None: zero; tangents
+    may carry a leading axis of directions)."""
+    if (a is None and a_ref is None) or (t is None and t_ref is None):
+        return None
+    sign = 1
+    if a is None:
+        a, a_ref, sign = a_ref, None, -1
+    zero = None if mask is None else _zero(k, a)
+    inner = _axes_inner(torch, k.full, k.axes)
+    _, ip = _rule.sums(torch, k.full, inner, a, a_ref, t, t_ref, mask, w, zero)
+    return ip if sign > 0 else -ip
+
+
+def _add(a: Tensor, b: Tensor) -> Tensor:
+    return b if a is None else a if b is None else a + b
+
+
+def _neg(a: Tensor) -> Tensor:
+    return None if a is None else -a
+
+
+def _like(k: Any, a: Tensor, primal: Tensor) -> Tensor:
+    return None if a is None or primal is None else _api._like(k, a, primal)
+
+
+class _Values(torch.autograd.Function):  # type: ignore[misc]
+    """``(L, L_dot)`` of ``l2_loss_jvp(y, y_ref, y_dot, y_ref_dot)``."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        y: Tensor,
+        y_ref: Tensor,
+        y_dot: Tensor,
+        y_ref_dot: Tensor,
+        mask: Tensor,
+        weights: Tensor,
+        k: Any,
+    ) -> tuple[Tensor, Tensor]:
+        out: tuple[Tensor, Tensor] = _api._jvp(
+            k, Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
+        )
+        return out
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        *tensors, k = inputs
+        ctx.k = k
+        ctx.save_for_backward(*tensors)
+        ctx.save_for_forward(*tensors)
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, L_bar: Tensor, L_dot_bar: Tensor) -> tuple[Any, ...]:
+        y, y_ref, y_dot, y_ref_dot, mask, weights = ctx.saved_tensors
+        k, need = ctx.k, ctx.needs_input_grad
+        w = _weights(k, weights)
+        y_bar = t_bar = None
+        if need[0] or need[1]:
+            if L_bar is not None:
+                y_bar = _scaled(k, y, y_ref, L_bar, mask, w)
+            if L_dot_bar is not None:
+                part = _scaled(k, y_dot, y_ref_dot, L_dot_bar, mask, w)
+                if part is not None and k.batch:
+                    part = torch.sum(part, dim=0)
+                y_bar = _add(y_bar, part)
+        if (need[2] or need[3]) and L_dot_bar is not None:
+            t_bar = _scaled(k, y, y_ref, L_dot_bar, mask, w)
+        return (
+            _like(k, y_bar, y) if need[0] else None,
+            _like(k, _neg(y_bar), y_ref) if need[1] else None,
+            _like(k, t_bar, y_dot) if need[2] else None,
+            _like(k, _neg(t_bar), y_ref_dot) if need[3] else None,
+            None,
+            None,
+            None,
+        )
+
+    @staticmethod
+    def jvp(
+        ctx: Any, y_t: Tensor, y_ref_t: Tensor, y_dot_t: Tensor, y_ref_dot_t: Tensor, *_: Any
+    ) -> tuple[Tensor, Tensor]:
+        y, y_ref, y_dot, y_ref_dot, mask, weights = ctx.saved_tensors
+        k = ctx.k
+        w = _weights(k, weights)
+        # L_t = <d, y_t - y_ref_t>; L_dot_t = <y_t - y_ref_t, t> + <d, y_dot_t - y_ref_dot_t>.
+        L_t = _inner(k, y, y_ref, y_t, y_ref_t, mask, w)
+        Ld_t = _add(
+            _inner(k, y_t, y_ref_t, y_dot, y_ref_dot, mask, w),
+            _inner(k, y, y_ref, y_dot_t, y_ref_dot_t, mask, w),
+        )
+        shape = k.loss_shape
+        return (
+            _tangent(L_t, shape, k.primal.out, y),
+            _tangent(Ld_t, (*k.batch, *shape), k.full.out, y),
+        )
+
+
+def _tangent(t: Tensor, shape: tuple[int, ...], dtype: Any, like: Tensor) -> Tensor:
+    """The tangent of an output in its dtype (zeros for a structural zero)."""
+    if t is None:
+        return torch.zeros(shape, dtype=dtype, device=like.device)
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+class _Cotangent(torch.autograd.Function):  # type: ignore[misc]
+    """``y_bar = L_bar w (y - y_ref)``, the pullback of the loss."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(
+        y: Tensor, y_ref: Tensor, L_bar: Any, mask: Tensor, weights: Tensor, k: Any
+    ) -> Tensor:
+        y_bar, _ = _api._cotangents(k, Operands(y, y_ref, None, None, mask, weights), L_bar, False)
+        return y_bar
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        y, y_ref, L_bar, mask, weights, k = inputs
+        ctx.k = k
+        ctx.L_bar_number = None if isinstance(L_bar, torch.Tensor) else L_bar
+        tensors = (y, y_ref, L_bar if isinstance(L_bar, torch.Tensor) else None, mask, weights)
+        ctx.save_for_backward(*tensors)
+        ctx.save_for_forward(*tensors)
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Any, ...]:
+        y, y_ref, L_bar, mask, weights = ctx.saved_tensors
+        k, need = ctx.k, ctx.needs_input_grad
+        if g is None:
+            return (None,) * 6
+        L_bar = ctx.L_bar_number if L_bar is None else L_bar
+        w = _weights(k, weights)
+        g_y = _scaled(k, g, None, L_bar, mask, w) if need[0] or need[1] else None
+        g_L = None
+        if need[2]:
+            g_L = _inner(k, y, y_ref, g, None, mask, w)
+            if L_bar.ndim == 0 and g_L.ndim:
+                g_L = torch.sum(g_L)
+            g_L = g_L.to(L_bar.dtype)
+        return (
+            _like(k, g_y, y) if need[0] else None,
+            _like(k, _neg(g_y), y_ref) if need[1] else None,
+            g_L,
+            None,
+            None,
+            None,
+        )
+
+    @staticmethod
+    def jvp(ctx: Any, y_t: Tensor, y_ref_t: Tensor, L_bar_t: Tensor, *_: Any) -> Tensor:
+        y, y_ref, L_bar, mask, weights = ctx.saved_tensors
+        k = ctx.k
+        L_bar = ctx.L_bar_number if L_bar is None else L_bar
+        w = _weights(k, weights)
+        t = _scaled(k, y_t, y_ref_t, L_bar, mask, w)
+        if L_bar_t is not None:
+            t = _add(t, _scaled(k, y, y_ref, L_bar_t, mask, w))
+        if t is None:
+            return torch.zeros_like(y)
+        return _api._like(k, t, y)
+
+
+def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
+    """``op(k, operands, *extra)`` of ``_api`` through the Functions above."""
+    y, y_ref, y_dot, y_ref_dot, mask, weights = arrays
+    if op is _api._cotangents:
+        y_bar = _Cotangent.apply(y, y_ref, extra[0], mask, weights, k)
+        both = extra[1] if len(extra) > 1 else True
+        return y_bar, (_api._like(k, -y_bar, y_ref) if both else None)
+    L, L_dot = _Values.apply(y, y_ref, y_dot, y_ref_dot, mask, weights, k)
+    if op is _api._jvp:
+        return L, L_dot
+    if op is _api._loss:
+        return L
+    if op is _api._grad:
+        return L, _Cotangent.apply(y, y_ref, 1.0, mask, weights, k)
+    raise AssertionError(op)

@@ -1,0 +1,417 @@
+"""What l2loss knows about each array library: the one module that names them.
+
+:func:`traits_of` resolves the arrays of a call to their namespace and to the
+:class:`Traits` that the plan (``_plan.py``) reads to choose an evaluation.
+Resolution runs once per combination of argument types; a call then pays one
+dictionary lookup. To support a new library, give it a branch in
+:func:`_classify`; to try other values (tests, benchmarks), use
+:func:`override`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat as compat
+import numpy as np
+
+__all__ = ["Blocking", "Traits", "override", "traits_of"]
+
+Array = Any
+
+
+@dataclass(frozen=True, slots=True)
+class Blocking:
+    """How an eager library evaluates inputs too large to stay in cache.
+
+    Attributes
+    ----------
+    whole
+        Items of ``y`` up to which the plain expression over the whole arrays
+        is the fastest evaluation (the data sit in cache, and the library's
+        own kernels are as good as any); above it the inputs go in blocks.
+    block
+        Items per block: each block's residual and products stay in cache,
+        and no temporary is larger than a block.
+    piece
+        Longest inner product taken in one call of the library's dot: longer
+        ones are cut into pieces whose sums are added, which bounds the
+        rounding error of each and, on NumPy, keeps OpenBLAS from handing a
+        dot to threads of its own.
+    workers
+        Threads the blocks are spread over (1: the calling thread alone).
+    parallel
+        Items of ``y`` from which ``workers`` threads are used.
+    """
+
+    whole: int
+    block: int
+    piece: int
+    workers: int = 1
+    parallel: int = 1 << 62
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """An array namespace and the facts that choose how l2loss evaluates on it.
+
+    Attributes
+    ----------
+    xp
+        The array API namespace.
+    name
+        Short library name, used in messages.
+    blocking
+        For eager libraries (every operation runs at once: NumPy, PyTorch,
+        CuPy), how large inputs are cut into blocks; None for lazy ones (JAX,
+        Dask and unknown libraries), whose compiler or scheduler fuses and
+        chunks the plain expression itself.
+    dot
+        ``dot(b, a)``: the library's fastest inner product ``b @ a`` of a real
+        1-D ``a`` with a real ``b`` of its shape, or None. Where the library's
+        ``vecdot`` goes through more machinery for the same BLAS call (NumPy),
+        or has none of its own (CuPy, PyTorch).
+    dot_batches
+        Whether ``dot`` also takes ``b`` with a leading axis of directions
+        (a matrix-vector product; NumPy's would round differently from one
+        dot per direction, so it does not).
+    dot_float32
+        Whether ``dot`` may sum float32: PyTorch's CPU dot accumulates a whole
+        piece in float32, its ``sum`` does not.
+    sum_products
+        Whether inner products over an axis are ``sum(conj(a) * b)`` rather
+        than ``vecdot`` (PyTorch and CuPy, whose ``vecdot`` is that or slower).
+    compile
+        Whether a call is compiled whole (JAX: ``jax.jit``, cached by shapes
+        and dtypes); called eagerly, JAX would dispatch every operation alone.
+    check_devices
+        Whether the arrays' devices must be compared (libraries with devices
+        that do not check themselves).
+    accelerated
+        The traits for arrays on an accelerator, where one library holds
+        arrays on the host and on devices (PyTorch); None: one set serves all.
+    adopts
+        The namespace's ``asarray`` for NumPy arrays passed beside this
+        library's (JAX, whose own functions accept them), or None.
+    guard
+        ``guard(y, others)``: ``y`` wrapped so that the checks the library can
+        only make when it computes (Dask's unknown sizes: ``others`` are
+        ``(name, array)`` pairs of ``y``'s dimensions) raise then; None where
+        every check is made at the call.
+    autodiff
+        ``autodiff(arrays)``: whether a call must go through the library's
+        automatic differentiation (PyTorch tensors that require grad, or
+        ``torch.func`` transforms); None where l2loss's rules are not
+        registered with the library.
+    cast
+        ``cast(name, dtype)``: the code, in this library, that casts the
+        argument ``name`` to ``dtype`` (for error messages).
+    """
+
+    xp: Any
+    name: str
+    blocking: Blocking | None
+    dot: Callable[[Array, Array], Array] | None = None
+    dot_batches: bool = False
+    dot_float32: bool = True
+    sum_products: bool = False
+    compile: bool = False
+    check_devices: bool = False
+    accelerated: Traits | None = None
+    adopts: Callable[[Array], Array] | None = None
+    guard: Callable[[Array, tuple[tuple[str, Array], ...]], Array] | None = None
+    autodiff: Callable[[tuple[Array, ...]], bool] | None = None
+    cast: Callable[[str, str], str] = lambda name, dtype: f"xp.astype({name}, xp.{dtype})"
+
+
+def _cores() -> int:
+    """Cores this process may run on (its affinity mask, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+# NumPy: BLAS dots of at most 8192 items (OpenBLAS threads a dot only above
+# 10 000), blocks of 32 such pieces, and the whole expression while the
+# inputs fit in the last-level cache. `python benchmarks/parity.py` measures
+# the choice against the plain expression.
+_NUMPY = Blocking(
+    whole=1 << 17,
+    block=1 << 17,
+    piece=1 << 13,
+    workers=max(1, min(_cores(), 8)),
+    parallel=1 << 21,
+)
+# PyTorch on the CPU threads each operation itself.
+_TORCH_CPU = Blocking(whole=1 << 18, block=1 << 20, piece=1 << 20)
+# A GPU runs a block per kernel, and each launch costs more than a small
+# block's work: blocks only bound the temporaries of very large inputs.
+_GPU = Blocking(whole=1 << 25, block=1 << 25, piece=1 << 25)
+
+
+def _matmul(xp: Any, b: Array, a: Array) -> Array:
+    """``b @ a``, promoting first (PyTorch's ``matmul`` does not promote)."""
+    if a.dtype != b.dtype:
+        common = xp.result_type(a, b)
+        a, b = xp.astype(a, common), xp.astype(b, common)
+    return b @ a
+
+
+def _torch_matmul(xp: Any, b: Array, a: Array) -> Array:
+    """``_matmul`` outside ``torch.autocast``, which would run it in half
+    precision (a loss above 65504 would be inf)."""
+    import torch
+
+    device = a.device.type
+    if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+        with torch.autocast(device, enabled=False):
+            return _matmul(xp, b, a)
+    return _matmul(xp, b, a)
+
+
+def _torch_autodiff(arrays: tuple[Array, ...]) -> bool:
+    import torch
+
+    if torch._C._are_functorch_transforms_active():
+        return True
+    if not torch.is_grad_enabled():
+        return False
+    return any(a is not None and a.requires_grad for a in arrays)
+
+
+def _refuse_masked_chunks(names: tuple[str, ...], arrays: tuple[Array, ...]) -> None:
+    for name, a in zip(names, arrays, strict=True):
+        if isinstance(getattr(a, "_meta", None), np.ma.MaskedArray):
+            raise TypeError(
+                f"{name} is a Dask array of numpy.ma.MaskedArray chunks (shape {a.shape}, "
+                f"dtype {a.dtype}), whose masks l2loss does not read; pass the data and "
+                f"the mask as `where`: dask.array.ma.getdata({name}) and "
+                f"where=~dask.array.ma.getmaskarray({name})"
+            )
+
+
+def _block_shapes_agree(y: Array, *others: Array, names: tuple[str, ...]) -> Array:
+    """The block of ``y``, after checking that the blocks of ``others`` have
+    its shape (size 1 where an argument broadcasts: expanded weights)."""
+    for name, b in zip(names, others, strict=True):
+        if len(b.shape) != len(y.shape) or any(
+            i != j and i != 1 for i, j in zip(b.shape, y.shape, strict=True)
+        ):
+            raise ValueError(
+                f"{name} does not have the shape of y: one of their Dask chunks holds "
+                f"{b.shape} items against {y.shape}; their sizes were unknown when the "
+                "graph was built (after boolean indexing, for example): call "
+                "compute_chunk_sizes() on both, or give them matching lengths"
+            )
+    return y
+
+
+def _dask_guard(y: Array, others: tuple[tuple[str, Array], ...]) -> Array:
+    """``y``, made to check chunk by chunk, when the graph runs, that the
+    chunks of ``others`` (arrays of ``y``'s dimensions) match its own,
+    wherever a size is unknown (NaN) and so could not be compared at the call."""
+    _refuse_masked_chunks(("y", *(n for n, _ in others)), (y, *(a for _, a in others)))
+    if all(s == s for a in (y, *(a for _, a in others)) for s in a.shape):
+        return y
+    import dask.array as da
+
+    return da.map_blocks(
+        functools.partial(_block_shapes_agree, names=tuple(n for n, _ in others)),
+        y,
+        *(a for _, a in others),
+        dtype=y.dtype,
+        meta=y._meta,
+    )
+
+
+def _cast_hint(module: str, method: str) -> Callable[[str, str], str]:
+    forms = {
+        "function": lambda n, d: f"{module}.astype({n}, {module}.{d})",
+        "method": lambda n, d: f"{n}.astype({module}.{d})",
+        "to": lambda n, d: f"{n}.to({module}.{d})",
+    }
+    return forms[method]
+
+
+def _classify(xp: Any, sample: Array) -> Traits:
+    """The traits of the library of ``sample`` (an array of namespace ``xp``)."""
+    if compat.is_numpy_array(sample):
+        return Traits(
+            xp,
+            "numpy",
+            _NUMPY,
+            dot=np.dot,
+            cast=_cast_hint("numpy", "method"),
+        )
+    if compat.is_torch_array(sample):
+        dot = functools.partial(_torch_matmul, xp)
+        common: dict[str, Any] = {
+            "dot": dot,
+            "dot_batches": True,
+            "sum_products": True,
+            "check_devices": True,
+            "autodiff": _torch_autodiff,
+            "cast": _cast_hint("torch", "to"),
+        }
+        gpu = Traits(xp, "torch", _GPU, **common)
+        return Traits(xp, "torch", _TORCH_CPU, dot_float32=False, accelerated=gpu, **common)
+    if compat.is_cupy_array(sample):
+        return Traits(
+            xp,
+            "cupy",
+            _GPU,
+            dot=functools.partial(_matmul, xp),
+            dot_batches=True,
+            sum_products=True,
+            check_devices=True,
+            cast=_cast_hint("cupy", "method"),
+        )
+    if compat.is_jax_array(sample):
+        import jax.numpy as jnp
+
+        return Traits(
+            xp,
+            "jax",
+            None,
+            compile=True,
+            adopts=jnp.asarray,
+            cast=_cast_hint("jax.numpy", "method"),
+        )
+    if compat.is_dask_array(sample):
+        return Traits(xp, "dask", None, guard=_dask_guard, cast=_cast_hint("numpy", "method"))
+    module = getattr(xp, "__name__", type(sample).__module__)
+    name = module.split(".")[0]
+    return Traits(xp, name, None, check_devices=True, cast=_cast_hint(module, "function"))
+
+
+# Per-library changes made by override(), applied as traits are made.
+_OVERRIDES: dict[str, dict[str, Any]] = {}
+# Argument types -> (traits, positions of NumPy arrays to adopt). Bounded: a
+# program that makes array subclasses on the fly must not grow it forever.
+_CACHE: dict[tuple[type, ...], tuple[Traits, tuple[int, ...]]] = {}
+_CACHE_SIZE = 256
+_LOCK = threading.Lock()
+
+
+def _changed(traits: Traits) -> Traits:
+    change = _OVERRIDES.get(traits.name)
+    if not change:
+        return traits
+    accelerated = traits.accelerated
+    if accelerated is not None:
+        accelerated = dataclasses.replace(accelerated, **change)
+    return dataclasses.replace(traits, accelerated=accelerated, **change)
+
+
+def _describe(a: Array) -> str:
+    return f"{type(a).__module__}.{type(a).__qualname__}"
+
+
+def refuse(name: str, a: Array) -> None:
+    if a is None:
+        raise TypeError(
+            f"{name} must be an array, got None; pass an array of y's library "
+            "(None stands for a structural zero only where a tangent is expected)"
+        )
+    if not compat.is_array_api_obj(a):
+        raise TypeError(
+            f"{name} must be an array of an array API library (NumPy, CuPy, PyTorch, "
+            f"JAX, Dask, ...), got {_describe(a)}; wrap it first, e.g. numpy.asarray({name})"
+        )
+    if isinstance(a, np.ma.MaskedArray):
+        # NumPy's kernels would drop the mask on some paths, not others.
+        raise TypeError(
+            f"{name} is a numpy.ma.MaskedArray (shape {a.shape}, dtype {a.dtype}), whose "
+            f"mask l2loss does not read; pass its data and the mask as `where`: "
+            f"{name}.data and where=~numpy.ma.getmaskarray({name})"
+        )
+
+
+def _resolve(names: tuple[str, ...], arrays: tuple[Array, ...]) -> tuple[Traits, tuple[int, ...]]:
+    given = [(i, n, a) for i, (n, a) in enumerate(zip(names, arrays, strict=True)) if a is not None]
+    for _, n, a in given:
+        refuse(n, a)
+    present = [a for _, _, a in given]
+    try:
+        xp = compat.array_namespace(*present)
+        return _changed(_classify(xp, present[0])), ()
+    except TypeError:
+        pass
+    # NumPy arrays beside JAX arrays (or tracers) are taken as JAX does.
+    jax_arrays = [a for a in present if compat.is_jax_array(a)]
+    if jax_arrays and all(compat.is_jax_array(a) or type(a) is np.ndarray for a in present):
+        traits = _changed(_classify(compat.array_namespace(*jax_arrays), jax_arrays[0]))
+        return traits, tuple(i for i, _, a in given if type(a) is np.ndarray)
+    libraries = ", ".join(f"{n}: {_describe(a)}" for _, n, a in given)
+    raise TypeError(
+        f"all arrays must come from one array library, got {libraries}; "
+        "convert them to one library first"
+    )
+
+
+def traits_of(names: tuple[str, ...], arrays: tuple[Array, ...]) -> tuple[Traits, tuple[int, ...]]:
+    """The traits of the library of ``arrays`` (named ``names``; None entries,
+    absent optional arguments, are skipped), and the positions of the NumPy
+    arrays that must be taken into it (``Traits.adopts``).
+
+    Raises
+    ------
+    TypeError
+        For a non-array, a NumPy masked array, or arrays of several libraries.
+    """
+    key = tuple(map(type, arrays))
+    known = _CACHE.get(key)
+    if known is not None:
+        return known
+    known = _resolve(names, arrays)
+    with _LOCK:
+        if len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.clear()
+        _CACHE[key] = known
+    return known
+
+
+_FORGET: list[Callable[[], None]] = []
+
+
+def on_change(forget: Callable[[], None]) -> Callable[[], None]:
+    """Register ``forget``, called whenever traits change (caches of things
+    derived from them)."""
+    _FORGET.append(forget)
+    return forget
+
+
+def _forget() -> None:
+    with _LOCK:
+        _CACHE.clear()
+    for forget in _FORGET:
+        forget()
+
+
+@contextlib.contextmanager
+def override(library: str, **change: Any) -> Iterator[None]:
+    """Within the block, the traits of ``library`` (its :attr:`Traits.name`)
+    have the fields ``change`` (also on their accelerator variant): the seam
+    through which tests and benchmarks try other evaluations.
+
+    Not thread-safe against calls running in other threads meanwhile.
+    """
+    before = _OVERRIDES.get(library)
+    _OVERRIDES[library] = {**(before or {}), **change}
+    _forget()
+    try:
+        yield
+    finally:
+        if before is None:
+            del _OVERRIDES[library]
+        else:
+            _OVERRIDES[library] = before
+        _forget()
