@@ -184,20 +184,23 @@ class Blocks:
             flat = layout.operands(xp, o, self.batch)
         except (ValueError, AttributeError, RuntimeError):
             return sums(xp, dt, self.fallback, *o, zero)
+        # Weights of whole rows (size 1 along them) are cut by rows only.
         rowwise = flat.weights is not None and flat.weights.shape[-1] == 1
+        per_row = flat.weights if rowwise else None
+        core = flat._replace(weights=None) if rowwise else flat
 
         def cut(a: Array) -> Array:
             # Cutting the last axis of an (M, R) view is always a view.
-            body = a[..., : q * p] if tail else a
-            return xp.reshape(body, (*a.shape[:-1], q, p))
+            return xp.reshape(a[..., : q * p] if tail else a, (*a.shape[:-1], q, p))
 
-        body = flat.map(cut) if not rowwise else flat._replace(weights=None).map(cut)
-        if rowwise:
-            body = body._replace(weights=xp.reshape(flat.weights, (m, 1, 1)))
+        body = core.map(cut)
 
         def block(at: tuple[slice, slice]) -> tuple[Array, Array]:
             rows, pieces = at
-            return sums(xp, dt, inner, *body.map(lambda a: a[..., rows, pieces, :]), zero)
+            b = body.map(lambda a: a[..., rows, pieces, :])
+            if per_row is not None:
+                b = b._replace(weights=xp.reshape(per_row[rows, :], (-1, 1, 1)))
+            return sums(xp, dt, inner, *b, zero)
 
         at = [
             (slice(i, min(i + self.rows, m)), slice(j, min(j + self.span, q)))
@@ -205,13 +208,13 @@ class Blocks:
             for j in range(0, q, self.span)
         ]
         parts = _parallel.ordered_map(block, at, self.workers)
-        per_row = -(-q // self.span)  # blocks side by side in one span of results
-        sq = _assemble(xp, [s for s, _ in parts], per_row)
-        ip = None if parts[0][1] is None else _assemble(xp, [i for _, i in parts], per_row)
+        blocks_per_row = -(-q // self.span)
+        sq = _assemble(xp, [s for s, _ in parts], blocks_per_row)
+        ip = None if parts[0][1] is None else _assemble(xp, [i for _, i in parts], blocks_per_row)
         if tail:
-            ends = flat.map(lambda a: a[..., q * p :])
-            if rowwise:
-                ends = ends._replace(weights=flat.weights)
+            ends = core.map(lambda a: a[..., q * p :])
+            if per_row is not None:
+                ends = ends._replace(weights=per_row)
             tsq, tip = sums(xp, dt, inner, *ends, zero)
             sq = xp.concat([sq, tsq[..., None]], axis=-1)
             ip = None if ip is None else xp.concat([ip, tip[..., None]], axis=-1)
