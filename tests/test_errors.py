@@ -3,6 +3,7 @@ the argument, its shape and dtype, and the fix; validation never reads values.""
 
 from __future__ import annotations
 
+import importlib
 import re
 from typing import Any
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from backends import Backend
 
-from l2loss import l2_loss, l2_loss_jvp, l2_loss_vjp
+from l2loss import _api, _traits, l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
 
 Y = np.arange(6.0).reshape(2, 3)
 
@@ -55,9 +56,73 @@ def test_array_lookalikes_get_the_non_array_error(be: Backend, impostor: type) -
 
 
 def test_mixed_libraries(be: Backend) -> None:
-    other = np.asarray(Y) if be.name not in ("numpy", "cupy") else _any_other_library()
+    """Arrays of two libraries are refused, except NumPy arrays beside JAX
+    ones, which JAX takes as its own functions do."""
+    jax_or_numpy = be.name in ("numpy", "cupy", "jax", "jax-jit")
+    other = np.asarray(Y) if not jax_or_numpy else _any_other_library()
     with pytest.raises(TypeError, match=r"one array library.*y: .*y_ref: "):
         l2_loss(arr(be), other)
+
+
+@pytest.mark.parametrize("position", ["y", "y_ref"])
+def test_none_where_an_array_is_required(be: Backend, position: str) -> None:
+    """None stands for a structural zero only where a tangent is expected:
+    as a primal, or as the pullback's cotangent, it is a TypeError naming the
+    argument, from every function."""
+    y = arr(be)
+    args = {"y": y, "y_ref": y, position: None}
+    message = rf"{position} must be an array, got None"
+    for call in (
+        lambda: l2_loss(args["y"], args["y_ref"]),
+        lambda: l2_loss_jvp(args["y"], args["y_ref"], y),
+        lambda: l2_loss_vjp(args["y"], args["y_ref"]),
+        lambda: l2_loss_grad(args["y"], args["y_ref"]),
+    ):
+        with pytest.raises(TypeError, match=message):
+            call()
+    _, pullback = l2_loss_vjp(y, y)
+    with pytest.raises(TypeError, match=r"L_bar must be a real number or a real floating array"):
+        pullback(None)
+
+
+def test_the_cast_hint_works(be: Backend) -> None:
+    """The dtype error's suggested fix is code of the arrays' library, with the
+    argument's name, and it works: evaluated, it gives an array l2loss takes."""
+    good, bad = arr(be), arr(be, Y.astype(np.int64))
+    for name, call in (
+        ("y", lambda a: l2_loss(a, good)),
+        ("y_ref_dot", lambda a: l2_loss_jvp(good, good, None, a)),
+    ):
+        with pytest.raises(TypeError, match=rf"{name} must have a real or complex") as info:
+            call(bad)
+        hint = str(info.value).split("cast it first: ")[1]
+        assert name in hint, hint
+        modules = {
+            m: importlib.import_module(m)
+            for m in re.findall(r"\b(numpy|torch|jax|cupy|array_api_strict)\.", hint)
+        }
+        if "jax" in modules:
+            importlib.import_module("jax.numpy")
+        fixed = eval(hint, modules, {name: bad})
+        call(fixed)  # no error: the fix is a fix
+
+
+@pytest.mark.parametrize("flag", ["yes", 1, 0, None])
+def test_batched_must_be_a_bool(be: Backend, flag: Any) -> None:
+    y = arr(be)
+    with pytest.raises(TypeError, match=r"batched must be True or False, got"):
+        l2_loss_jvp(y, y, arr(be, np.stack([Y, Y])), batched=flag)
+
+
+def test_caches_are_bounded() -> None:
+    """Argument types made on the fly (subclasses of ndarray) fill neither the
+    traits' cache nor the kinds of calls without end."""
+    for i in range(700):
+        sub = type(f"Sub{i}", (np.ndarray,), {})
+        a = np.ones(3).view(sub)
+        l2_loss(a, a)
+    assert len(_traits._CACHE) <= _traits._CACHE_SIZE
+    assert len(_api._KINDS) <= _api._KINDS_SIZE
 
 
 def _any_other_library() -> Any:
@@ -75,7 +140,7 @@ def test_integer_and_bool_dtypes(be: Backend, dtype: str) -> None:
     with pytest.raises(
         TypeError,
         match=rf"y must have a real or complex floating dtype, got shape \(2, 3\) "
-        rf"and dtype .*{dtype}.*astype",
+        rf"and dtype .*{dtype}.*cast it first",
     ):
         l2_loss(bad, good)
     with pytest.raises(TypeError, match=r"y_ref_dot must have a real or complex floating dtype"):
@@ -133,6 +198,13 @@ def test_bad_axis(be: Backend, axis: Any, message: str) -> None:
         l2_loss_vjp(y, y, axis=axis)
 
 
+def test_axis_of_a_scalar(be: Backend) -> None:
+    y = arr(be, np.asarray(1.0))
+    with pytest.raises(ValueError, match=r"0 dimensions \(a scalar\).*no axes to reduce"):
+        l2_loss(y, y, axis=0)
+    assert float(be.to_numpy(l2_loss(y, y, axis=()))) == 0.0
+
+
 def test_bad_mask(be: Backend) -> None:
     y = arr(be)
     with pytest.raises(
@@ -160,6 +232,21 @@ def test_bad_cotangent(be: Backend) -> None:
         pullback("one")
     with pytest.raises(TypeError, match=r"L_bar must be a real number .*complex number"):
         pullback(1j)
+    with pytest.raises(TypeError, match=r"L_bar must be a real number .*True"):
+        pullback(True)
+
+
+@pytest.mark.parametrize("scalar", [2, 2.0, np.float32(2.0), np.float64(2.0), np.int64(2), "0-d"])
+def test_every_real_scalar_cotangent_broadcasts(be: Backend, scalar: Any) -> None:
+    """One rule for scalars: a real number (Python or NumPy, integer or
+    floating) or a 0-d real floating array stands for that value at every
+    loss of a batch."""
+    y, r = arr(be), arr(be, np.zeros((2, 3)))
+    _, pullback = l2_loss_vjp(y, r, axis=1)
+    c = be.asarray(np.asarray(2.0)) if scalar == "0-d" else scalar
+    y_bar, y_ref_bar = pullback(c)
+    np.testing.assert_array_equal(be.to_numpy(y_bar), 2.0 * Y)
+    np.testing.assert_array_equal(be.to_numpy(y_ref_bar), -2.0 * Y)
 
 
 def test_mismatched_devices() -> None:

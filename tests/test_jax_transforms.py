@@ -243,12 +243,39 @@ def test_eager_calls_run_as_one_compiled_computation(
         np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=RTOL)
 
 
-def test_batched_given_as_a_jax_bool(be: Backend) -> None:
-    """``batched`` is a static argument of the compiled call: a JAX boolean
-    (not hashable) works as it does on every other backend."""
+def test_batched_must_be_a_python_bool(be: Backend) -> None:
+    """``batched`` chooses the shapes of the results, so it must be known when
+    the call is traced: a JAX boolean is refused with the fix."""
     p = _problem(be)
-    want = l2_loss_jvp(p["y"], p["y_ref"], p["Y_dot"], batched=True, where=p["where"])
-    flag = be.xp.asarray(True)
-    got = l2_loss_jvp(p["y"], p["y_ref"], p["Y_dot"], batched=flag, where=p["where"])
-    for a, b in zip(got, want, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(TypeError, match=r"batched must be True or False, got Array\(True"):
+        l2_loss_jvp(p["y"], p["y_ref"], p["Y_dot"], batched=be.xp.asarray(True))
+
+
+def test_numpy_arrays_beside_jax_arrays(be: Backend) -> None:
+    """NumPy targets, weights and masks beside JAX arrays (and tracers, under
+    jit, vmap and grad) are taken as JAX takes them: the results are JAX
+    arrays, equal to those of all-JAX arguments."""
+    rng = _rng(9)
+    y, y_ref, w = rng.standard_normal((S, N)), rng.standard_normal((S, N)), rng.random(S)
+    keep = rng.random((S, N)) > 0.3
+    Y = be.asarray(y)
+    want = l2_loss(Y, be.asarray(y_ref), axis=1, where=be.asarray(keep), weights=be.asarray(w))
+    got = l2_loss(Y, y_ref, axis=1, where=keep, weights=w)
+    assert isinstance(got, jax.Array)
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+    def model(p: Any) -> Any:
+        return jax.numpy.sum(l2_loss(p * Y, y_ref, axis=1, where=keep, weights=w))
+
+    np.testing.assert_allclose(float(jax.jit(model)(2.0)), float(model(2.0)), rtol=RTOL)
+    g = jax.grad(model)(2.0)
+    h = 1e-6
+    assert abs(float(g) - (float(model(2.0 + h)) - float(model(2.0 - h))) / (2 * h)) < 1e-4 * abs(
+        float(g)
+    )
+    batch = jax.vmap(lambda y: l2_loss(y, y_ref))(be.asarray(np.stack([y, 2 * y])))
+    assert batch.shape == (2,)
+    _, pullback = l2_loss_vjp(Y, y_ref)
+    y_bar, y_ref_bar = pullback(1.0)
+    assert isinstance(y_ref_bar, jax.Array)
+    np.testing.assert_allclose(np.asarray(y_bar), y - y_ref, rtol=RTOL)

@@ -138,3 +138,28 @@ def test_batched_equals_single_directions(be: Backend, n: int) -> None:
         np.testing.assert_array_equal(be.to_numpy(Ld), np.array(one))
     else:
         np.testing.assert_allclose(be.to_numpy(Ld), np.array(one), rtol=1e-13, atol=1e-13)
+
+
+def test_infinite_cotangent_leaves_masked_entries_at_zero(be: Backend) -> None:
+    """An infinite L_bar multiplies no left-out entry: their cotangents are
+    exactly 0, with no floating-point warning (and no error under NumPy's
+    ``errstate(invalid="raise")``)."""
+    y = np.array([[1.0, np.nan, 3.0], [np.inf, 2.0, 5.0]])
+    keep = np.isfinite(y)
+    Y, R, K = be.asarray(y), be.asarray(np.zeros((2, 3))), be.asarray(keep)
+    with np.errstate(all="raise"):
+        for L_bar in (be.asarray(np.array([np.inf, 1.0])), be.asarray(np.array([-np.inf, np.inf]))):
+            _, yb, rb = be.call(vjp_apply, Y, R, L_bar, axis=1, where=K)
+            yb, rb = be.to_numpy(yb), be.to_numpy(rb)
+            assert np.all(yb[~keep] == 0.0)
+            assert np.all(rb[~keep] == 0.0)
+        _, yb, _ = be.call(
+            vjp_apply,
+            Y,
+            R,
+            be.asarray(np.array([np.inf, 1.0])),
+            axis=1,
+            where=K,
+            weights=be.asarray(np.where(keep, 1.0, np.nan)),
+        )
+        assert np.all(be.to_numpy(yb)[~keep] == 0.0)

@@ -103,6 +103,64 @@ def test_dask_unknown_chunk_sizes(be: Backend) -> None:
     np.testing.assert_allclose(be.to_numpy(y_bar), want, rtol=1e-13)
 
 
+def test_dask_unknown_sizes_that_differ_fail_when_computed(be: Backend) -> None:
+    """Arrays whose sizes are unknown until compute are compared chunk by chunk
+    when the graph runs: lengths that differ raise a ValueError then, never a
+    silently broadcast result; building the graph computes nothing."""
+    if be.name != "dask":
+        pytest.skip("Dask only")
+    import dask.array as da
+
+    x = da.from_array(np.arange(10.0), chunks=5)
+    y, y_ref = x[x > 3], x[x < 100]  # 6 and 10 items, both unknown (NaN) here
+    for result in (
+        l2_loss(y, y_ref),
+        l2_loss_jvp(y, y_ref, y)[1],
+        l2_loss_grad(y, y_ref)[1],
+        l2_loss(y, y, where=y_ref > 0),
+        l2_loss(y, y, weights=y_ref),
+    ):
+        assert isinstance(result, da.Array)
+        with pytest.raises(ValueError, match=r"does not have the shape of y.*compute_chunk_sizes"):
+            be.to_numpy(result)
+    same = x[x > 3]
+    assert float(be.to_numpy(l2_loss(same, same * 2))) == 0.5 * float(
+        np.sum(np.arange(4.0, 10) ** 2)
+    )
+
+
+def test_dask_arrays_of_masked_chunks_are_refused(be: Backend) -> None:
+    if be.name != "dask":
+        pytest.skip("Dask only")
+    import dask.array as da
+
+    m = da.ma.masked_array(da.ones(4, chunks=2), mask=da.zeros(4, dtype=bool, chunks=2))
+    with pytest.raises(TypeError, match=r"y is a Dask array of numpy\.ma\.MaskedArray chunks"):
+        l2_loss(m, da.ones(4, chunks=2))
+
+
+def test_zero_dimensional_results_follow_the_library(be: Backend) -> None:
+    """One rule for the type of results: each is an array of the inputs'
+    library and device; on NumPy a 0-d result is a NumPy scalar, as NumPy's
+    own reductions give, whichever function and path computed it (L_dot of
+    two structural zeros included)."""
+    for n in (5, 300_001):
+        y, r = be.asarray(np.ones(n)), be.asarray(np.zeros(n))
+        results = [
+            be.call(l2_loss, y, r),
+            *be.call(l2_loss_jvp, y, r, y),
+            *be.call(l2_loss_jvp, y, r, None),
+            be.call(l2_loss_grad, y, r)[0],
+        ]
+        for a in results:
+            be.check_array(a, y)
+            assert tuple(a.shape) == ()
+            if be.name == "numpy":
+                assert isinstance(a, np.floating), type(a)
+        types = {type(a) for a in results}
+        assert len(types) == 1, types
+
+
 def test_thread_safety(be: Backend) -> None:
     """Concurrent calls (sharing the namespace cache and worker pool) give the
     same results as sequential ones."""

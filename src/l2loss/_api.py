@@ -215,12 +215,16 @@ def _values(k: Kind, o: Operands) -> tuple[Array, Array]:
     zero = None
     if o.mask is not None:
         zero = xp.zeros((), dtype=k.primal.real_work, device=compat.device(o.y))
+    return k.evaluate(xp, k.primal, zero, _prepared(k, o))
+
+
+def _prepared(k: Kind, o: Operands) -> Operands:
+    """The operands with the weights expanded to ``y``'s dimensions and ``y``
+    guarded by the checks its library makes when it computes."""
     if o.weights is not None:
         o = o._replace(weights=_expanded(o.weights, len(k.shape)))
     guard = k.traits.guard
-    if guard is not None:
-        o = o._replace(y=guard(o.y, _others(k, o)))
-    return k.evaluate(xp, k.primal, zero, o)
+    return o if guard is None else o._replace(y=guard(o.y, _others(k, o)))
 
 
 def _others(k: Kind, o: Operands) -> tuple[tuple[str, Array], ...]:
@@ -283,8 +287,8 @@ def _cotangents(k: Kind, o: Operands, L_bar: Any, both: bool = True) -> tuple[Ar
     zero = None
     if o.mask is not None:
         zero = xp.zeros((), dtype=dt.real_work, device=compat.device(o.y))
-    w = None if o.weights is None else _expanded(o.weights, len(k.shape))
-    d = _rule.cotangent(xp, dt, o.y, o.y_ref, o.mask, w, zero, scale)
+    p = _prepared(k, o)
+    d = _rule.cotangent(xp, dt, p.y, p.y_ref, p.mask, p.weights, zero, scale)
     return _like(k, d, o.y), (_like(k, -d, o.y_ref) if both else None)
 
 
@@ -336,10 +340,11 @@ def _checked_cotangent(k: Kind, L_bar: Any, y: Array) -> Any:
     if number and type(L_bar) is not bool and isinstance(L_bar, numbers.Real):
         return float(L_bar)
     if L_bar is None or number:
-        kind = "complex number" if isinstance(L_bar, numbers.Complex) else repr(L_bar)
+        real = isinstance(L_bar, numbers.Real)
+        kind = repr(L_bar) if real or L_bar is None else f"the complex number {L_bar!r}"
         raise TypeError(
             f"L_bar must be a real number or a real floating array of L's shape, got "
-            f"{kind if L_bar is not None else 'None'}; pass e.g. 1.0, or an array of "
+            f"{kind}; pass e.g. 1.0, or an array of "
             f"shape {k.loss_shape}"
         )
     traits_of(("y", "L_bar"), (y, L_bar))

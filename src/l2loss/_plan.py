@@ -57,11 +57,18 @@ Evaluation = Callable[[Any, Dtypes, Array, Operands], tuple[Array, Array]]
 
 
 def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...]) -> Inner:
-    """``Re sum_axes conj(a) b`` as a sum of products (any axes)."""
+    """``Re sum_axes conj(a) b`` as a sum of products (any axes); for complex
+    inputs ``Re a Re b + Im a Im b``, which needs no conjugate (one that
+    PyTorch's vmap would copy, with a warning)."""
+    if not dt.complex:
+        return lambda a, b: xp.sum(a * b, axis=axes)
 
     def inner(a: Array, b: Array) -> Array:
-        r = xp.sum((xp.conj(a) if dt.complex else a) * b, axis=axes)
-        return xp.real(r) if dt.complex else r
+        if not xp.isdtype(b.dtype, "complex floating"):
+            return xp.sum(xp.real(a) * b, axis=axes)
+        if not xp.isdtype(a.dtype, "complex floating"):
+            return xp.sum(a * xp.real(b), axis=axes)
+        return xp.sum(xp.real(a) * xp.real(b) + xp.imag(a) * xp.imag(b), axis=axes)
 
     return inner
 

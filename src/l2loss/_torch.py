@@ -62,7 +62,7 @@ def _scaled(k: Any, a: Tensor, a_ref: Tensor, L_bar: Any, mask: Tensor, w: Tenso
     in_place = not torch.is_grad_enabled() and (
         not isinstance(scale, torch.Tensor) or (scale.ndim <= a.ndim and not _vmapped(scale))
     )
-    return _rule.cotangent(torch, k.full, a, a_ref, mask, w, zero, scale, in_place=in_place)
+    return _rule.cotangent(k.xp, k.full, a, a_ref, mask, w, zero, scale, in_place=in_place)
 
 
 def _inner(
@@ -76,8 +76,8 @@ def _inner(
     if a is None:
         a, a_ref, sign = a_ref, None, -1
     zero = None if mask is None else _zero(k, a)
-    inner = _axes_inner(torch, k.full, k.axes)
-    _, ip = _rule.sums(torch, k.full, inner, a, a_ref, t, t_ref, mask, w, zero)
+    inner = _axes_inner(k.xp, k.full, k.axes)
+    _, ip = _rule.sums(k.xp, k.full, inner, a, a_ref, t, t_ref, mask, w, zero)
     return ip if sign > 0 else -ip
 
 

@@ -1,0 +1,239 @@
+"""PyTorch's autodiff runs l2loss's own rules: every public function on tensors
+that require grad (or under torch.func) goes through autograd Functions whose
+backward is the pullback and whose jvp is the pushforward. Checked with
+gradcheck and gradgradcheck (forward mode, batched gradients, forward over
+reverse), torch.func's transforms against autodiff of the plain expression,
+torch.compile, half precision, and the memory of a training step.
+
+Runs in the torch session (and when no backend is selected)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import numpy as np
+import pytest
+from backends import session_modules
+
+from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
+
+(torch,) = session_modules("torch", "torch", why="PyTorch's autodiff: torch session")
+
+pytestmark = pytest.mark.parametrize("be", ["torch"], indirect=True)
+
+SHAPE = (3, 4)
+
+
+def _inputs(dtype: Any, batched: bool, seed: int = 0) -> tuple[Any, ...]:
+    g = torch.Generator().manual_seed(seed)
+
+    def mk(*shape: int) -> Any:
+        return torch.randn(*shape, dtype=dtype, generator=g).requires_grad_(True)
+
+    lead = (2,) if batched else ()
+    return mk(*SHAPE), mk(*SHAPE), mk(*lead, *SHAPE), mk(*lead, *SHAPE)
+
+
+def _options(dtype: Any, axis: Any, where: bool, weights: str | None) -> dict[str, Any]:
+    real = torch.float64 if dtype in (torch.float64, torch.complex128) else torch.float32
+    g = torch.Generator().manual_seed(7)
+    w = None
+    if weights == "sample":
+        w = torch.rand(SHAPE[0], dtype=real, generator=g)
+    elif weights == "full":
+        w = torch.rand(SHAPE, dtype=real, generator=g)
+    mask = (torch.rand(SHAPE, generator=g) > 0.3) if where else None
+    return {"axis": axis, "where": mask, "weights": w}
+
+
+@pytest.mark.parametrize(
+    ("axis", "where", "weights", "batched"),
+    [
+        (None, False, None, False),
+        (1, True, "sample", False),
+        (None, True, "full", False),
+        (1, False, "full", True),
+        (None, True, "sample", True),
+    ],
+)
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_gradcheck_and_gradgradcheck(
+    be: Any, dtype: str, axis: Any, where: bool, weights: str | None, batched: bool
+) -> None:
+    """Every public function, its first and second derivatives in both modes
+    and with batched gradients, against finite differences."""
+    dt = getattr(torch, dtype)
+    y, r, t, u = _inputs(dt, batched)
+    kw = _options(dt, axis, where, weights)
+    check = {"check_forward_ad": True, "check_batched_grad": True}
+    check2 = {"check_fwd_over_rev": True, "check_batched_grad": True}
+
+    def jvp(y: Any, r: Any, t: Any, u: Any) -> Any:
+        return l2_loss_jvp(y, r, t, u, batched=batched, **kw)
+
+    assert torch.autograd.gradcheck(jvp, (y, r, t, u), check_batched_forward_grad=True, **check)
+    assert torch.autograd.gradgradcheck(jvp, (y, r, t, u), **check2)
+    if batched:
+        return
+    real = torch.float64
+    c = torch.randn(l2_loss(y, r, **kw).shape, dtype=real).requires_grad_(True)
+
+    def vjp(y: Any, r: Any, c: Any) -> Any:
+        L, pullback = l2_loss_vjp(y, r, **kw)
+        return (L, *pullback(c))
+
+    for f, args in (
+        (lambda y, r: l2_loss(y, r, **kw), (y, r)),
+        (lambda y, r: l2_loss_grad(y, r, **kw), (y, r)),
+        (vjp, (y, r, c)),
+    ):
+        assert torch.autograd.gradcheck(f, args, **check)
+        assert torch.autograd.gradgradcheck(f, args, **check2)
+
+
+def _plain(y: Any, r: Any) -> Any:
+    return 0.5 * torch.sum(torch.abs(y - r) ** 2)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128"])
+def test_torch_func_transforms_agree_with_autodiff(be: Any, dtype: str) -> None:
+    """grad, jvp, vjp, vmap, jacrev, jacfwd and hessian of l2_loss equal those
+    of the plain expression, which PyTorch differentiates itself."""
+    dt = getattr(torch, dtype)
+    y, r, t, _ = (a.detach() for a in _inputs(dt, False, seed=3))
+    func = torch.func
+
+    def ours(y: Any) -> Any:
+        return l2_loss(y, r)
+
+    def plain(y: Any) -> Any:
+        return _plain(y, r)
+
+    def same(a: Any, b: Any) -> None:
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+    same(func.grad(ours)(y), func.grad(plain)(y))
+    for a, b in zip(func.jvp(ours, (y,), (t,)), func.jvp(plain, (y,), (t,)), strict=True):
+        same(a, b)
+    (va,) = func.vjp(ours, y)[1](torch.tensor(1.5, dtype=torch.float64))
+    (vb,) = func.vjp(plain, y)[1](torch.tensor(1.5, dtype=torch.float64))
+    same(va, vb)
+    stack = torch.stack([y, 2 * y, 3 * y])
+    same(func.vmap(ours)(stack), func.vmap(plain)(stack))
+    same(func.vmap(func.grad(ours))(stack), func.vmap(func.grad(plain))(stack))
+    if dtype == "float64":  # PyTorch's jacobians and hessian of real outputs
+        same(func.jacrev(ours)(y), func.jacrev(plain)(y))
+        same(func.jacfwd(ours)(y), func.jacfwd(plain)(y))
+        same(func.hessian(ours)(y), func.hessian(plain)(y))
+        # forward over reverse: jvp of the gradient
+        same(
+            func.jvp(func.grad(ours), (y,), (t,))[1],
+            func.jvp(func.grad(plain), (y,), (t,))[1],
+        )
+    # The jvp and the pullback are themselves differentiated by torch.func.
+    same(
+        func.grad(lambda y: l2_loss_jvp(y, r, t)[1])(y),
+        func.grad(lambda y: func.jvp(plain, (y,), (t,))[1])(y),
+    )
+
+
+def test_create_graph_differentiates_the_backward(be: Any) -> None:
+    """``backward(create_graph=True)`` records l2loss's pullback, so the
+    gradient can be differentiated again (a gradient penalty)."""
+    y, r, _, _ = _inputs(torch.float64, False, seed=4)
+    (g,) = torch.autograd.grad(l2_loss(y, r), y, create_graph=True)
+    (gg,) = torch.autograd.grad(torch.sum(g**2), y)
+    # g = y - r, so d/dy sum(g^2) = 2 (y - r)
+    torch.testing.assert_close(gg, 2 * (y - r).detach(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_gradients(be: Any, dtype: str) -> None:
+    dt = getattr(torch, dtype)
+    y = torch.linspace(-1, 1, 50, dtype=dt).requires_grad_(True)
+    r = torch.zeros(50, dtype=dt)
+    L = l2_loss(y, r)
+    L.backward()
+    assert L.dtype == dt
+    assert y.grad is not None
+    assert y.grad.dtype == dt
+    torch.testing.assert_close(y.grad, y.detach(), rtol=0, atol=0)
+
+
+# PyTorch's notices while Dynamo traces (about array-api-compat, and its own internals).
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_torch_compile_runs_and_agrees(be: Any) -> None:
+    """A compiled training step gives the eager step's loss and gradient. The
+    graph breaks at l2loss's Functions (Dynamo does not trace a Function with
+    a custom jvp), which then run as they do eagerly."""
+    y0 = torch.randn(1000, dtype=torch.float64)
+    r = torch.randn(1000, dtype=torch.float64)
+
+    def step(y: Any) -> Any:
+        loss = l2_loss(y, r)
+        (g,) = torch.autograd.grad(loss, y)
+        return loss, g
+
+    compiled = torch.compile(step, backend="eager")
+    y = y0.clone().requires_grad_(True)
+    L, g = compiled(y)
+    L_eager, g_eager = step(y0.clone().requires_grad_(True))
+    torch.testing.assert_close(L, L_eager, rtol=1e-15, atol=0)
+    torch.testing.assert_close(g, g_eager, rtol=1e-15, atol=0)
+
+
+def test_nothing_is_recorded_without_grad(be: Any) -> None:
+    """Tensors that require no grad take the plain evaluation: no graph."""
+    y, r = torch.randn(10), torch.randn(10)
+    assert l2_loss(y, r).grad_fn is None
+    y.requires_grad_(True)
+    assert type(l2_loss(y, r).grad_fn).__name__ == "_ValuesBackward"
+    with torch.no_grad():
+        assert l2_loss(y, r).grad_fn is None
+
+
+_MEMORY = textwrap.dedent(
+    """
+    import json, resource, sys, torch
+    from l2loss import l2_loss
+    n = int(sys.argv[1])
+    torch.manual_seed(0)
+    pred = torch.randn(n, dtype=torch.float64, requires_grad=True)
+    target = torch.randn(n, dtype=torch.float64)
+    l2_loss(pred[:1000], target[:1000]).backward()  # import and warm up outside the count
+    pred.grad = None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    loss = l2_loss(pred, target)
+    loss.backward()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_kib": after - before, "grad_kib": pred.grad.numel() * 8 // 1024}))
+    """
+)
+
+
+def test_training_step_memory(be: Any) -> None:
+    """Forward and backward at N = 1e7 float64 raise the process's peak memory
+    by at most the gradient's size and 8 MiB: nothing N-sized is saved for
+    backward, and the backward scales its residual in place."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY, str(10_000_000)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    m = json.loads(out.stdout)
+    assert m["peak_kib"] <= m["grad_kib"] + 8 * 1024, m
+
+
+def test_results_match_numpy(be: Any) -> None:
+    """The Function's forward is l2loss's evaluation: the same bits as the
+    call on tensors that require no grad."""
+    y = torch.from_numpy(np.random.default_rng(1).standard_normal(300_001))
+    r = torch.zeros_like(y)
+    plain = l2_loss(y, r)
+    assert torch.equal(l2_loss(y.clone().requires_grad_(True), r).detach(), plain)
