@@ -14,7 +14,7 @@ import array_api_compat as compat
 
 from . import _rule
 from ._dtypes import promote
-from ._plan import Operands, plan
+from ._plan import plan
 from ._traits import Traits, on_change, refuse, traits_of
 from ._validate import (
     check_axis,
@@ -57,16 +57,24 @@ class Kind:
         The dtypes of ``y``, ``y_ref`` and the weights (those of L, the
         residual and the cotangents), and of every argument (those of L_dot).
     evaluate
-        The plan's evaluation, ``evaluate(xp, primal, zero, operands) -> (sq, ip)``.
+        The plan's evaluation, ``evaluate(xp, primal, zero, *arrays) -> (sq, ip)``.
+    direct
+        Whether a call needs nothing but the evaluation (no adoption, device
+        check, autodiff or compilation).
+    plain
+        Whether the arrays go to the evaluation as they are (no mask, weights
+        or guard).
     """
 
     __slots__ = (
         "adopt",
         "axes",
         "batch",
+        "direct",
         "evaluate",
         "full",
         "lead",
+        "plain",
         "primal",
         "shape",
         "traits",
@@ -111,6 +119,11 @@ class Kind:
         self.traits, self.xp, self.adopt = traits, xp, adopt
         self.shape, self.batch = shape, batch
         self.evaluate = plan(traits, self.full, shape, self.axes, batch, self.lead)
+        # Calls that need nothing but the evaluation (the short path).
+        self.direct = not (
+            adopt or traits.check_devices or traits.autodiff is not None or traits.compile
+        )
+        self.plain = where is None and weights is None and traits.guard is None
 
     @property
     def loss_shape(self) -> tuple[int, ...]:
@@ -209,51 +222,53 @@ def _expanded(weights: Array, ndim: int) -> Array:
     return weights if k == ndim else weights[(..., *([None] * (ndim - k)))]
 
 
-def _values(k: Kind, o: Operands) -> tuple[Array, Array]:
+def _values(
+    k: Kind, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, mask: Array, weights: Array
+) -> tuple[Array, Array]:
     """``(sq, ip)`` of the rule, by the plan's evaluation."""
-    xp = k.xp
     zero = None
-    if o.mask is not None:
-        zero = xp.zeros((), dtype=k.primal.real_work, device=compat.device(o.y))
-    return k.evaluate(xp, k.primal, zero, _prepared(k, o))
+    if not k.plain:
+        if mask is not None:
+            zero = k.xp.zeros((), dtype=k.primal.real_work, device=compat.device(y))
+        y, weights = _prepared(k, y, y_ref, y_dot, y_ref_dot, mask, weights)
+    return k.evaluate(k.xp, k.primal, zero, y, y_ref, y_dot, y_ref_dot, mask, weights)
 
 
-def _prepared(k: Kind, o: Operands) -> Operands:
-    """The operands with the weights expanded to ``y``'s dimensions and ``y``
-    guarded by the checks its library makes when it computes."""
-    if o.weights is not None:
-        o = o._replace(weights=_expanded(o.weights, len(k.shape)))
+def _prepared(
+    k: Kind, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, mask: Array, weights: Array
+) -> tuple[Array, Array]:
+    """``y`` guarded by the checks its library makes when it computes
+    (``Traits.guard``), and the weights expanded to ``y``'s dimensions."""
+    if weights is not None:
+        weights = _expanded(weights, len(k.shape))
     guard = k.traits.guard
-    return o if guard is None else o._replace(y=guard(o.y, _others(k, o)))
+    if guard is not None:
+        # The arguments of y's dimensions (a batched tangent by its first direction).
+        others = [("y_ref", y_ref)]
+        for name, t in (("y_dot", y_dot), ("y_ref_dot", y_ref_dot)):
+            if t is not None:
+                others.append((name, t[0] if k.batch else t))
+        others += [(n, a) for n, a in (("where", mask), ("weights", weights)) if a is not None]
+        y = guard(y, tuple(others))
+    return y, weights
 
 
-def _others(k: Kind, o: Operands) -> tuple[tuple[str, Array], ...]:
-    """The arguments other than ``y`` with ``y``'s dimensions (a batched
-    tangent by its first direction), for ``Traits.guard``."""
-    pairs = [("y_ref", o.y_ref)]
-    for name, t in (("y_dot", o.y_dot), ("y_ref_dot", o.y_ref_dot)):
-        if t is not None:
-            pairs.append((name, t[0] if k.batch else t))
-    pairs += [(n, a) for n, a in (("where", o.mask), ("weights", o.weights)) if a is not None]
-    return tuple(pairs)
+def _loss(k: Kind, *arrays: Array) -> Array:
+    return _rule.halve(k.xp, k.primal, _values(k, *arrays)[0])
 
 
-def _loss(k: Kind, o: Operands) -> Array:
-    return _rule.halve(k.xp, k.primal, _values(k, o)[0])
-
-
-def _jvp(k: Kind, o: Operands) -> tuple[Array, Array]:
+def _jvp(k: Kind, *arrays: Array) -> tuple[Array, Array]:
     xp = k.xp
-    sq, ip = _values(k, o)
+    sq, ip = _values(k, *arrays)
     L = _rule.halve(xp, k.primal, sq)
     out = k.full.out
     if ip is None:
         # Both tangents are structural zeros: so is L_dot.
         shape = (*k.batch, *L.shape)
-        ip = xp.zeros(shape, dtype=out, device=compat.device(o.y))
+        ip = xp.zeros(shape, dtype=out, device=compat.device(arrays[0]))
         if not shape:
             ip = ip[()]  # the library's own 0-d result (NumPy: a scalar)
-    elif ip.dtype != out:
+    elif k.full.widen and ip.dtype != out:
         ip = xp.astype(ip, out)
     return L, ip
 
@@ -272,7 +287,17 @@ def _like(k: Kind, a: Array, primal: Array) -> Array:
     return a
 
 
-def _cotangents(k: Kind, o: Operands, L_bar: Any, both: bool = True) -> tuple[Array, Array]:
+def _cotangents(
+    k: Kind,
+    y: Array,
+    y_ref: Array,
+    y_dot: Array,
+    y_ref_dot: Array,
+    mask: Array,
+    weights: Array,
+    L_bar: Any,
+    both: bool = True,
+) -> tuple[Array, Array]:
     """``(y_bar, y_ref_bar)`` for the cotangent ``L_bar`` (a Python float, or
     an array of L's shape or 0-d); ``y_ref_bar`` is None unless ``both``."""
     xp, dt = k.xp, k.primal
@@ -285,22 +310,25 @@ def _cotangents(k: Kind, o: Operands, L_bar: Any, both: bool = True) -> tuple[Ar
             reduced = {len(k.shape) + ax for ax in k.axes}
             scale = scale[tuple(None if i in reduced else slice(None) for i in range(len(k.shape)))]
     zero = None
-    if o.mask is not None:
-        zero = xp.zeros((), dtype=dt.real_work, device=compat.device(o.y))
-    p = _prepared(k, o)
-    d = _rule.cotangent(xp, dt, p.y, p.y_ref, p.mask, p.weights, zero, scale)
-    return _like(k, d, o.y), (_like(k, -d, o.y_ref) if both else None)
+    if mask is not None:
+        zero = xp.zeros((), dtype=dt.real_work, device=compat.device(y))
+    g, w = _prepared(k, y, y_ref, y_dot, y_ref_dot, mask, weights)
+    d = _rule.cotangent(xp, dt, g, y_ref, mask, w, zero, scale)
+    return _like(k, d, y), (_like(k, -d, y_ref) if both else None)
 
 
-def _grad(k: Kind, o: Operands) -> tuple[Array, Array]:
-    return _loss(k, o), _cotangents(k, o, 1.0, both=False)[0]
+def _grad(
+    k: Kind, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, mask: Array, weights: Array
+) -> tuple[Array, Array]:
+    arrays = (y, y_ref, y_dot, y_ref_dot, mask, weights)
+    return _loss(k, *arrays), _cotangents(k, *arrays, 1.0, False)[0]
 
 
 _Op = Callable[..., Any]
 
 
 def _call(k: Kind, op: _Op, arrays: tuple[Array, ...], *extra: Any) -> Any:
-    """``op(kind, operands, *extra)`` as the library needs it run: through its
+    """``op(kind, *arrays, *extra)`` as the library needs it run: through its
     automatic differentiation, or compiled whole."""
     if k.adopt:
         arrays = _adopted(k.traits, k.adopt, arrays)
@@ -313,7 +341,7 @@ def _call(k: Kind, op: _Op, arrays: tuple[Array, ...], *extra: Any) -> Any:
         return _torch.call(k, op, arrays, *extra)
     if traits.compile:
         return _compiled(op)(*arrays, *extra, axis=k.axes, batched=bool(k.batch))
-    return op(k, Operands(*arrays), *extra)
+    return op(k, *arrays, *extra)
 
 
 @functools.cache
@@ -324,9 +352,9 @@ def _compiled(op: _Op) -> _Op:
     import jax
 
     def traced(*args: Any, axis: Any, batched: bool) -> Any:
-        o, extra = Operands(*args[:6]), args[6:]
-        k = _kind(o.y, o.y_ref, o.y_dot, o.y_ref_dot, o.mask, o.weights, axis, batched)
-        return op(k, o, *extra)
+        y, y_ref, y_dot, y_ref_dot, mask, weights = args[:6]
+        k = _kind(y, y_ref, y_dot, y_ref_dot, mask, weights, axis, batched)
+        return op(k, *args)
 
     jitted: _Op = jax.jit(traced, static_argnames=("axis", "batched"))
     return jitted
@@ -420,6 +448,8 @@ def l2_loss(
     10.0
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
+    if k.direct:
+        return _loss(k, y, y_ref, None, None, where, weights)
     return _call(k, _loss, (y, y_ref, None, None, where, weights))
 
 
@@ -481,6 +511,8 @@ def l2_loss_jvp(
     array([0., 1., 2.])
     """
     k = _kind(y, y_ref, y_dot, y_ref_dot, where, weights, axis, batched)
+    if k.direct:
+        return _jvp(k, y, y_ref, y_dot, y_ref_dot, where, weights)
     out: tuple[Array, Array] = _call(k, _jvp, (y, y_ref, y_dot, y_ref_dot, where, weights))
     return out
 

@@ -53,7 +53,8 @@ class Operands(NamedTuple):
         return Operands(*(None if a is None else f(a) for a in self))
 
 
-Evaluation = Callable[[Any, Dtypes, Array, Operands], tuple[Array, Array]]
+# evaluate(xp, dt, zero, y, y_ref, y_dot, y_ref_dot, mask, weights) -> (sq, ip)
+Evaluation = Callable[..., tuple[Array, Array]]
 
 
 def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...]) -> Inner:
@@ -86,7 +87,8 @@ def _last_inner(traits: Traits, dt: Dtypes, vector: bool, batched: bool) -> Inne
         and (traits.dot_batches or not batched)
         and (float64 or traits.dot_float32)
     ):
-        return lambda a, b: dot(b, a)
+        # 1-D by 1-D is symmetric; with directions, b carries them.
+        return dot if not batched else lambda a, b: dot(b, a)
     if traits.sum_products:
         return _axes_inner(xp, dt, (-1,))
     if dt.complex:
@@ -146,10 +148,22 @@ class Whole:
     ) -> None:
         self.inner, self.layout, self.batch, self.fallback = inner, layout, batch, fallback
 
-    def __call__(self, xp: Any, dt: Dtypes, zero: Array, o: Operands) -> tuple[Array, Array]:
+    def __call__(
+        self,
+        xp: Any,
+        dt: Dtypes,
+        zero: Array,
+        y: Array,
+        y_ref: Array,
+        y_dot: Array,
+        y_ref_dot: Array,
+        mask: Array,
+        weights: Array,
+    ) -> tuple[Array, Array]:
         layout = self.layout
         if layout is None:
-            return sums(xp, dt, self.inner, *o, zero)
+            return sums(xp, dt, self.inner, y, y_ref, y_dot, y_ref_dot, mask, weights, zero)
+        o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
         try:
             v = layout.operands(xp, o, self.batch)
         except (ValueError, AttributeError, RuntimeError):
@@ -183,8 +197,20 @@ class Blocks:
         self.layout, self.q, self.tail, self.rows, self.span = layout, q, tail, rows, span
         self.inner, self.workers, self.batch, self.fallback = inner, workers, batch, fallback
 
-    def __call__(self, xp: Any, dt: Dtypes, zero: Array, o: Operands) -> tuple[Array, Array]:
+    def __call__(
+        self,
+        xp: Any,
+        dt: Dtypes,
+        zero: Array,
+        y: Array,
+        y_ref: Array,
+        y_dot: Array,
+        y_ref_dot: Array,
+        mask: Array,
+        weights: Array,
+    ) -> tuple[Array, Array]:
         layout, q, tail, inner = self.layout, self.q, self.tail, self.inner
+        o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
         m, r = layout.shape
         p = (r - tail) // q
         try:
@@ -285,8 +311,9 @@ def plan(
     m, r = math.prod(shape[:split]), math.prod(shape[split:])
     rows = _Layout((m, r), (m, 1) if leading else (m, r), kept, fold)
     if size <= blocking.whole:
-        if m == 1 and not leading:
-            vector = _Layout((r,), (r,), kept, False)
+        if not kept and not leading:
+            # One vector: 1-D arrays as they are, others viewed as 1-D.
+            vector = None if ndim == 1 else _Layout((r,), (r,), kept, False)
             return Whole(_last_inner(traits, dt, True, bool(batch)), vector, batch, general)
         return Whole(_last_inner(traits, dt, False, bool(batch)), rows, batch, general)
     q, tail = _pieces(r, blocking.piece)

@@ -80,23 +80,26 @@ def sums(
     d = residual(xp, dt, y, y_ref, mask, zero)
     wd = d if weights is None else _weighted(xp, dt, d, weights, mask, zero)
     sq = inner(wd, d)
-    ip = None
-    for t, sign in ((y_dot, 1), (y_ref_dot, -1)):
-        if t is None:
-            continue
-        if dt.widen and t.dtype in dt.narrow:
-            t = xp.astype(t, dt.work)
-        if mask is not None:
-            t = xp.where(mask, t, zero)
-        term = inner(wd, t)
-        ip = (term if sign > 0 else -term) if ip is None else ip - term
-    return sq, ip
+    if y_ref_dot is None:
+        return sq, None if y_dot is None else inner(wd, _tangent(xp, dt, y_dot, mask, zero))
+    ip_ref = inner(wd, _tangent(xp, dt, y_ref_dot, mask, zero))
+    if y_dot is None:
+        return sq, -ip_ref
+    return sq, inner(wd, _tangent(xp, dt, y_dot, mask, zero)) - ip_ref
+
+
+def _tangent(xp: Any, dt: Dtypes, t: Any, mask: Any, zero: Any) -> Any:
+    """A tangent in a working dtype (half precision widened), 0 where masked."""
+    if dt.widen and t.dtype in dt.narrow:
+        t = xp.astype(t, dt.work)
+    return t if mask is None else xp.where(mask, t, zero)
 
 
 def halve(xp: Any, dt: Dtypes, sq: Any) -> Any:
-    """``L = sq / 2`` in the results' dtype."""
+    """``L = sq / 2`` in the results' dtype (half precision, if that is what
+    the inputs are, after summing in single)."""
     L = sq * 0.5
-    return L if L.dtype == dt.out else xp.astype(L, dt.out)
+    return xp.astype(L, dt.out) if dt.widen and L.dtype != dt.out else L
 
 
 def cotangent(

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import _api, _rule
-from ._plan import Operands, _axes_inner
+from ._plan import _axes_inner
 
 __all__ = ["call"]
 
@@ -108,9 +108,7 @@ class _Values(torch.autograd.Function):  # type: ignore[misc]
         weights: Tensor,
         k: Any,
     ) -> tuple[Tensor, Tensor]:
-        out: tuple[Tensor, Tensor] = _api._jvp(
-            k, Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
-        )
+        out: tuple[Tensor, Tensor] = _api._jvp(k, y, y_ref, y_dot, y_ref_dot, mask, weights)
         return out
 
     @staticmethod
@@ -183,7 +181,7 @@ class _Cotangent(torch.autograd.Function):  # type: ignore[misc]
     def forward(
         y: Tensor, y_ref: Tensor, L_bar: Any, mask: Tensor, weights: Tensor, k: Any
     ) -> Tensor:
-        y_bar, _ = _api._cotangents(k, Operands(y, y_ref, None, None, mask, weights), L_bar, False)
+        y_bar, _ = _api._cotangents(k, y, y_ref, None, None, mask, weights, L_bar, False)
         return y_bar
 
     @staticmethod
