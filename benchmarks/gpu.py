@@ -38,7 +38,6 @@ import numpy as np
 from array_api_compat import array_namespace
 
 import l2loss
-from l2loss import _api
 from l2loss.testing import to_numpy
 
 Fn = Callable[[], Any]
@@ -402,52 +401,29 @@ def bench_axis(
     return row
 
 
-def retiled(backend: Any, tile: int) -> Any:
-    """``backend`` with tiles of ``tile`` items (on the host and on devices)."""
-    return backend.with_traits(tile=tile, short=tile)
-
-
 def bench_tiles(
     libs: dict[str, Lib], n: int, dtype: str, rounds: int, budget: float
 ) -> dict[str, float]:
     """Fraction of the ceiling of the fast path on CuPy and PyTorch (CUDA) at
-    ``n`` for each tile size (``1 << 62``: no tiles, the plain expression's
-    temporaries)."""
+    ``n`` for each block size (``1 << 62``: no blocks, the plain expression's
+    temporaries), set through the traits' seam (``l2loss._traits.override``)."""
+    from l2loss._traits import Blocking, override
+
     arrays = _inputs(libs, n, dtype, seed=7)
     y, r, t, _, a, b = arrays["cupy"]
     ty, tr, tt, _ = arrays["torch"]
     calls = {
-        "cupy": lambda: l2loss.l2_loss_jvp(y, r, t),
-        "torch": lambda: l2loss.l2_loss_jvp(ty, tr, tt),
+        libs["cupy"].name: (lambda: l2loss.l2_loss_jvp(y, r, t), libs["cupy"].sync),
+        "torch": (lambda: l2loss.l2_loss_jvp(ty, tr, tt), libs["torch"].sync),
     }
-    for call in calls.values():
-        call()  # fills the cache
-    original = dict(_api._RESOLVED)
-    cases: dict[str, tuple[Fn, Callable[[Any], None]]] = {
-        "ceiling": (lambda: libs["cupy"].mod.dot(a, b), libs["cupy"].sync)
-    }
-    for name, call in calls.items():
-        for tile in TILES:
-            swap = {k: (retiled(v[0], tile), *v[1:]) for k, v in original.items()}
-
-            def run(swap: dict[Any, Any] = swap, call: Fn = call) -> Any:
-                _api._RESOLVED.update(swap)
-                return call()
-
-            cases[f"{name}-{tile}"] = (run, libs[name].sync)
-    try:
-        for name, args in (("cupy", (y, r, t)), ("torch", (ty, tr, tt))):
-            cases[f"{name}-{TILES[0]}"][0]()
-            c = _api._Call(*args, None, None, None, False)
-            assert c.backend.tile == TILES[0], (name, c.backend)  # the swap reaches the call
-        times = measure(cases, rounds, budget)
-    finally:
-        _api._RESOLVED.update(original)
-    out = {
-        k: _ratio([c * 1.5 for c in times["ceiling"]], v)
-        for k, v in times.items()
-        if k != "ceiling"
-    }
+    ceiling = (lambda: libs["cupy"].mod.dot(a, b), libs["cupy"].sync)
+    out: dict[str, float] = {}
+    for tile in TILES:
+        blocking = Blocking(whole=tile, block=tile, piece=tile)
+        for name, case in calls.items():
+            with override(name, blocking=blocking):
+                times = measure({"ceiling": ceiling, "l2loss": case}, rounds, budget)
+            out[f"{name}-{tile}"] = _ratio([c * 1.5 for c in times["ceiling"]], times["l2loss"])
     print(
         f"tiles {dtype} N={n:.0e}: " + "  ".join(f"{k}={v:.2f}" for k, v in out.items()), flush=True
     )
