@@ -55,3 +55,37 @@ def test_module_runs_as_a_script() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "passed, 0 failed" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--n", "-5"], "argument --n: must be 0 or more, got -5"),
+        (["--n", "abc"], "argument --n: expected a whole number, got 'abc'"),
+        (["--n", "1.5"], "argument --n: expected a whole number, got '1.5'"),
+        (["--seed", "-1"], "argument --seed: must be 0 or more, got -1"),
+        (["--seed", "x"], "argument --seed: expected a whole number, got 'x'"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main.main(argv)
+    assert exit.value.code == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err.startswith("usage: python -m l2loss")
+    assert message in out.err
+
+
+def test_empty_arrays_are_checked(
+    capsys: pytest.CaptureFixture[str], dask_may_compute: None
+) -> None:
+    """N = 0 is allowed: the loss of empty arrays is 0, and every library
+    must take them."""
+    assert main.main(["--n", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "Empty arrays" in out
+    assert "numpy             float32     0  0      0" in out
+    assert out.rstrip().endswith(" 0 failed")

@@ -160,20 +160,42 @@ def _table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _natural(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m l2loss",
         description="Check l2_loss, its JVP and its VJP on every installed array library "
         "against finite differences and the library's own autodiff.",
     )
-    parser.add_argument("--n", type=int, default=1000, help="elements per input (default 1000)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--n",
+        type=_natural,
+        default=1000,
+        help="elements per input, 0 or more (default 1000; 0 checks empty arrays, whose "
+        "loss and derivatives are 0)",
+    )
+    parser.add_argument(
+        "--seed", type=_natural, default=0, help="seed of the random inputs, 0 or more (default 0)"
+    )
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     print(
         f"l2loss {__version__}: L = 1/2 ||y - y_ref||^2, L_dot = (y - y_ref)^T (y_dot - y_ref_dot)"
     )
-    print(f"N = {args.n}; err/tol is the worst finite-difference error over its tolerance (<= 1)\n")
+    print(f"N = {args.n}; err/tol is the worst finite-difference error over its tolerance (<= 1)")
+    if args.n == 0:
+        print("Empty arrays: L and L_dot are 0, so this checks only that each library takes them.")
+    print()
     rows = []
     for name in BACKENDS:
         for dtype in DTYPES:
