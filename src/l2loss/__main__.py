@@ -5,9 +5,11 @@ print a table, and exit non-zero if any check fails."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +76,22 @@ BACKENDS: dict[str, Callable[[], tuple[Any, Callable[[np.ndarray[Any, Any]], Any
 }
 
 
+# torch.func.jvp scripts a helper of its own with torch.jit.script, which warns
+# that TorchScript is deprecated (a DeprecationWarning up to torch 2.13, a
+# FutureWarning from 2.14, another text on Python 3.14): nothing a user of
+# l2loss can act on, and it would print above the table.
+_TORCHSCRIPT = r"`torch\.jit\.script` is (deprecated|not supported in Python 3\.14\+)"
+
+
+@contextlib.contextmanager
+def _torchscript_quiet() -> Iterator[None]:
+    """Ignore exactly torch.jit.script's deprecation warning inside the block."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", message=_TORCHSCRIPT, category=category)
+        yield
+
+
 def _autodiff(name: str, arrays: list[Any], L_dot: Any) -> str | None:
     """Compare L_dot with the library's own forward-mode autodiff of
     ``0.5 * sum(|y - y_ref|^2)``; None when the library has none."""
@@ -92,7 +110,8 @@ def _autodiff(name: str, arrays: list[Any], L_dot: Any) -> str | None:
         def g(y: Any, r: Any) -> Any:
             return 0.5 * torch.sum(torch.abs(y - r) ** 2)
 
-        _, want = torch.func.jvp(g, (y, r), (t, u))
+        with _torchscript_quiet():
+            _, want = torch.func.jvp(g, (y, r), (t, u))
     else:
         return None
     got, ref = float(to_numpy(L_dot)), float(to_numpy(want))
