@@ -132,3 +132,15 @@ def test_only_torchscripts_deprecation_is_silenced(
     shown = sorted({str(w.message) for w in seen})
     assert shown == ["`torch.jit.script` was something else", "another notice"]
     assert capsys.readouterr().out.rstrip().endswith("4 passed, 0 failed")
+
+
+def test_autodiff_tolerance_follows_the_scale() -> None:
+    """The autodiff column compares relative to the magnitudes involved: an
+    L_dot off by 1 % fails on inputs of 1e-8, where an absolute floor of 1
+    would hide it, and the right one passes there."""
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(0)
+    arrays = [1e-8 * torch.randn(100, dtype=torch.float64, generator=gen) for _ in range(4)]
+    _, L_dot = l2loss.l2_loss_jvp(*arrays)
+    assert main._autodiff("torch", arrays, L_dot).startswith("ok")
+    assert main._autodiff("torch", arrays, 1.01 * L_dot).startswith("FAIL")

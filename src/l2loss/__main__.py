@@ -115,9 +115,13 @@ def _autodiff(name: str, arrays: list[Any], L_dot: Any) -> str | None:
     else:
         return None
     got, ref = float(to_numpy(L_dot)), float(to_numpy(want))
-    eps = float(np.finfo(to_numpy(L_dot).dtype).eps)
-    scale = float(np.sum(np.abs(to_numpy(y) - to_numpy(r)) * np.abs(to_numpy(t) - to_numpy(u))))
-    ok = abs(got - ref) <= 64 * eps * (scale + 1.0)
+    info = np.finfo(to_numpy(L_dot).dtype)
+    # Both round by a few eps of the sum of the products' magnitudes; what
+    # underflows is off by at most the smallest normal number per term.
+    d, w = to_numpy(y) - to_numpy(r), to_numpy(t) - to_numpy(u)
+    scale = float(np.sum(np.abs(d) * np.abs(w)))
+    tol = 64 * float(info.eps) * scale + (d.size + 1) * float(info.smallest_normal)
+    ok = abs(got - ref) <= tol
     return f"{'ok' if ok else 'FAIL'} ({abs(got - ref):.1e})"
 
 
