@@ -87,7 +87,9 @@ def test_rules_pass_their_own_checks(be: Backend, dtype: str, axis: Any) -> None
 def test_correct_rules_pass_on_drawn_problems(be: Backend, data: st.DataObject) -> None:
     """Shapes with 0-d and empty arrays, every axis, values over many decades,
     constant and alternating ones, subnormal ones, and masked entries holding
-    NaN or inf in y_ref and in the tangents: a correct rule never fails."""
+    NaN or inf in y_ref and in the tangents, with the differences in float64
+    or, for a ``fun`` that refuses it, in the primals' precision: a correct
+    rule never fails."""
     eager_only(be)
     dtype = data.draw(st.sampled_from(FLOATING), label="dtype")
     shape = data.draw(shapes(), label="shape")
@@ -101,10 +103,13 @@ def test_correct_rules_pass_on_drawn_problems(be: Backend, data: st.DataObject) 
         r, where = data.draw(nonfinite_where_masked(shape, dtype), label="y_ref, where")
         t, _ = data.draw(nonfinite_where_masked(shape, dtype, where), label="y_dot")
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    own_precision = data.draw(st.booleans(), label="fun refuses float64")
     mask = None if where is None else be.asarray(where)
     primals = [be.asarray(y), be.asarray(r)]
 
     def fun(y: Any, r: Any) -> Any:
+        if own_precision and str(y.dtype).rsplit(".", 1)[-1] != dtype:
+            raise TypeError(f"this function takes {dtype} only, not {y.dtype}")
         return l2_loss(y, r, axis=axis, where=mask)
 
     def jvp(y: Any, r: Any, t: Any, u: Any) -> Any:
