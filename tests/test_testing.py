@@ -136,7 +136,7 @@ def seeds(be: Backend) -> range:
     """40 seeds on NumPy; fewer where each check costs more (10 to 40 ms on
     PyTorch, JAX and array-api-strict; 0.3 s on Dask, which builds a graph
     per call). The checkers' arithmetic is the same host code on all."""
-    return range({"numpy": 40, "dask": 2}.get(be.name, 6))
+    return range({"numpy": 40, "dask": 1}.get(be.name, 4))
 
 
 def random_problem(be: Backend, dtype: str, seed: int) -> list[Any]:
@@ -325,7 +325,7 @@ def test_several_directions_and_pairs_are_checked(be: Backend) -> None:
             check_jvp(l2_loss, right_once_jvp, [y, r])
         with pytest.raises(AssertionError, match="differs"):
             check_vjp(l2_loss, right_once_vjp, [y, r])
-        assert calls == {"jvp": 2, "vjp": 2}  # caught at the second of three
+        assert calls == {"jvp": 3, "vjp": 3}  # every direction and pair is asked for
         # The directions follow the seed: the same seed, the same numbers.
         a, b = (check_jvp(l2_loss, l2_loss_jvp, [y, r], seed=s) for s in (5, 5))
         assert a == b

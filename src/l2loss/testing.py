@@ -172,21 +172,25 @@ def _random(rng: np.random.Generator, shape: tuple[int, ...], complex_: bool) ->
     return np.asarray(a)
 
 
-def _host(x: Array) -> Host:
-    """``x`` on the host as float64 or complex128 (exact for every float dtype)."""
-    a = to_numpy(x)
+def _host_array(a: Host) -> Host:
+    """``a`` as float64 or complex128 (exact for every float dtype)."""
     return np.asarray(a, dtype=np.complex128 if np.iscomplexobj(a) else np.float64)
 
 
-def _hosts(*xs: Array) -> list[Host]:
-    """:func:`_host` of each of ``xs``, computing Dask graphs in one pass."""
+def _reads(*xs: Array) -> list[Host]:
+    """:func:`to_numpy` of each of ``xs``, computing Dask graphs in one pass."""
     lazy = [i for i, x in enumerate(xs) if compat.is_dask_array(x)]
-    if not lazy:
-        return [_host(x) for x in xs]
-    import dask
+    if lazy:
+        import dask
 
-    done = dict(zip(lazy, dask.compute(*[xs[i] for i in lazy]), strict=True))
-    return [_host(done.get(i, x)) for i, x in enumerate(xs)]
+        done = dict(zip(lazy, dask.compute(*[xs[i] for i in lazy]), strict=True))
+        xs = tuple(done.get(i, x) for i, x in enumerate(xs))
+    return [to_numpy(x) for x in xs]
+
+
+def _hosts(*xs: Array) -> list[Host]:
+    """Each of ``xs`` on the host as float64 or complex128, in one pass."""
+    return [_host_array(a) for a in _reads(*xs)]
 
 
 @_quiet
@@ -284,6 +288,16 @@ def _exact_step(x: Host, s: Host) -> Host:
 
 
 @dataclass
+class _Plan:
+    """Where one finite difference evaluates ``fun``: step ``h``, the four
+    ``points`` (host primals), and the tangent ``t`` they move along."""
+
+    h: float
+    points: list[list[Host]]
+    t: list[Host | None]
+
+
+@dataclass
 class _Diff:
     """One finite difference: ``jt`` along the tangents ``t`` it really moved
     along, and the bound ``rounding`` on its error from the rounding of f."""
@@ -304,7 +318,7 @@ class _Differences:
         ]
         self.y = fun(*self.primals)
         self.n = sum(math.prod(p.shape) for p in self.primals)
-        own = [to_numpy(p) for p in self.primals]
+        own = _reads(*self.primals)
         # NumPy dtypes of the primals' values, to round tangents as the backend does.
         self.host_dtypes = [a.dtype for a in own]
         self.dtypes: list[Any] = [p.dtype for p in self.primals]
@@ -326,8 +340,11 @@ class _Differences:
             np.asarray(a, dtype=np.complex128 if c else np.float64) if widened and f else a
             for a, f, c in zip(own, self.floating, self.complex, strict=True)
         ]
-        self.y_host, f0 = _hosts(self.y, y_fd)
-        self.f0 = np.abs(f0)
+        # fun's values at x, read back with the first evaluations.
+        self.y_fd = y_fd
+        self.read = False
+        self.y_host: Host = np.empty(0)
+        self.f0: Host = np.empty(0)
         self.eps = float(_finfo(y_fd).eps) if _is_floating(y_fd) else _eps(self.primals)
         self.tiny = _tiny([y_fd]) if _is_floating(y_fd) else _tiny(self.primals)
         moving = [x for x, f in zip(self.x, self.floating, strict=True) if f]
@@ -347,28 +364,25 @@ class _Differences:
             for p, a, d, f in zip(self.primals, host, dtypes, self.floating, strict=True)
         ]
 
-    def along(self, directions: Sequence[Sequence[Host | None]]) -> list[_Diff]:
-        """``J t`` for each tangent list ``t`` of ``directions``, by the
-        fourth-order central difference ``(8 D(h) - D(2h)) / 12h``, where
-        ``D(h) = f(x + h t) - f(x - h t)`` and ``h`` is a power of two that
-        balances truncation (h^4) against rounding (eps / h). The moves are
-        rounded to be exact, and each result carries the tangent it really
-        moved along. Every evaluation is read back in one pass."""
-        plans = [self._moves(t) for t in directions]
-        outputs = [
-            self.fun(*self._arrays(moved, self.dtypes))
-            for _, points, _ in plans
-            for moved in points
-        ]
-        values = _hosts(*outputs)
-        return [self._combine(h, values[4 * i : 4 * i + 4], t) for i, (h, _, t) in enumerate(plans)]
+    def evaluate(self, plans: Sequence[_Plan], *extra: Array) -> tuple[list[_Diff], list[Host]]:
+        """``J t`` for each plan by the fourth-order central difference
+        ``(8 D(h) - D(2h)) / 12h``, ``D(h) = f(x + h t) - f(x - h t)``; and the
+        host copies of ``extra``, read back in the same pass (one Dask
+        computation for everything)."""
+        outputs = [self.fun(*self._arrays(moved, self.dtypes)) for p in plans for moved in p.points]
+        first = [] if self.read else [self.y, self.y_fd]
+        values = _hosts(*first, *outputs, *extra)
+        if first:
+            self.y_host, self.f0, self.read = values[0], np.abs(values[1]), True
+            values = values[2:]
+        diffs = [self._combine(p, values[4 * i : 4 * i + 4]) for i, p in enumerate(plans)]
+        return diffs, values[4 * len(plans) :]
 
     @_quiet
-    def _moves(
-        self, tangents: Sequence[Host | None]
-    ) -> tuple[float, list[list[Host]], list[Host | None]]:
-        """The step ``h``, the points ``x + h t, x - h t, x + 2h t, x - 2h t``
-        (rounded to be exact), and the tangent moved along."""
+    def plan(self, tangents: Sequence[Host | None]) -> _Plan:
+        """The step ``h``, a power of two that balances truncation (h^4)
+        against rounding (eps / h); the points ``x + h t, x - h t, x + 2h t,
+        x - 2h t``, rounded to be exact; and the tangent really moved along."""
         tmax = max([_max_abs(t) for t in tangents if t is not None], default=0.0)
         lo, hi = self.step_range
         h = min(
@@ -392,10 +406,11 @@ class _Differences:
             None if a is None or b is None else (8 * _host_array(a) - _host_array(b)) / (6 * h)
             for a, b in zip(s1, s2, strict=True)
         ]
-        return h, points, moved_along
+        return _Plan(h, points, moved_along)
 
     @_quiet
-    def _combine(self, h: float, values: Sequence[Host], t: list[Host | None]) -> _Diff:
+    def _combine(self, plan: _Plan, values: Sequence[Host]) -> _Diff:
+        h, t = plan.h, plan.t
         p1, m1, p2, m2 = values
         jt = (8 * (p1 - m1) - (p2 - m2)) / (12 * h)
         big = np.max(np.abs([p1, m1, p2, m2, self.f0]), axis=0)
@@ -410,10 +425,6 @@ def _compare_primal(got: Host, d: _Differences) -> float:
     """The rule's ``f(x)`` against ``fun``'s, to a few eps of it."""
     tol = 64 * _eps([d.y]) * np.abs(d.y_host) + (d.n + 1) * _tiny([d.y])
     return _compare("primal output", got, d.y_host, tol)
-
-
-def _host_array(a: Host) -> Host:
-    return np.asarray(a, dtype=np.complex128 if np.iscomplexobj(a) else np.float64)
 
 
 def _max_abs(a: Host) -> float:
@@ -485,7 +496,7 @@ def check_jvp(
     ``y_ref`` of 1 to 60 elements, each floating dtype, the default random
     directions), a pushforward whose ``J t`` is off by a relative 1e-3 either
     way in single precision, or 1e-7 in double, fails in every seed tested
-    (40 on NumPy, 6 on PyTorch, JAX and array-api-strict, 2 on Dask), and so
+    (40 on NumPy, 4 on PyTorch, JAX and array-api-strict, 1 on Dask), and so
     does one off by 1e-2 where ``fun`` refuses float64 and the differences run
     in single precision; the correct rule passes in every one. A tangent
     output with a complex dtype for a real ``fun`` (whatever its imaginary
@@ -521,24 +532,22 @@ def check_jvp(
     eps = _eps(primals)
     rtol = rtol if rtol is not None else math.sqrt(eps)
     moved = [True] * len(primals) if tangents is None else [t is not None for t in tangents]
-    random = [_random_tangents(rng, diffs, moved) for _ in range(directions)]
+    probes = [diffs.plan(_random_tangents(rng, diffs, moved)) for _ in range(directions)]
     cases: list[tuple[list[Array | None], list[Host | None]]] = []
     if tangents is None:
         # The rule gets the tangents moved along, rounded to the primals' dtypes.
-        probes = diffs.along(random)
-        for d in probes:
+        checked = probes
+        for plan in probes:
             rounded = [
                 None if t is None else np.asarray(t, dtype=hd)
-                for t, hd in zip(d.t, diffs.host_dtypes, strict=True)
+                for t, hd in zip(plan.t, diffs.host_dtypes, strict=True)
             ]
             rule_t = [
                 None if t is None else _like(p, t) for p, t in zip(primals, rounded, strict=True)
             ]
             cases.append((rule_t, [None if t is None else _host_array(t) for t in rounded]))
-        checked = probes
     else:
-        given_t = [t for t in tangents if t is not None]
-        read = iter(_hosts(*given_t))
+        read = iter(_hosts(*[t for t in tangents if t is not None]))
         given = [None if t is None else next(read) for t in tangents]
         for i, (p, t) in enumerate(zip(primals, given, strict=True)):
             wrong_kind = t is not None and np.iscomplexobj(t) and not diffs.complex[i]
@@ -547,16 +556,21 @@ def check_jvp(
                     f"tangent {i} must have primal {i}'s shape {tuple(p.shape)} (and be real "
                     f"if the primal is); got shape {t.shape} and dtype {t.dtype}"
                 )
-        *probes, mine = diffs.along([*random, given])
+        checked = [diffs.plan(given)]
         cases.append((list(tangents), given))
-        checked = [mine]
-    gnorm = _gradient_norm(probes)
-    err = 0.0
-    for (rule_t, host_t), diff in zip(cases, checked, strict=True):
-        got_y, got_dot = jvp_rule(*primals, *rule_t)
+    # What the rule returns is checked before any value is read.
+    outputs = [jvp_rule(*primals, *rule_t) for rule_t, _ in cases]
+    for got_y, got_dot in outputs:
         _check_output("tangent output (J t)", got_dot, diffs.y, same_dtype=False)
         _check_output("primal output", got_y, diffs.y, same_dtype=True)
-        host_y, host_dot = _hosts(got_y, got_dot)
+    plans = probes if tangents is None else [*probes, *checked]
+    found, read_back = diffs.evaluate(plans, *[a for out in outputs for a in out])
+    gnorm = _gradient_norm(found[:directions])
+    err = 0.0
+    for k, ((_, host_t), diff, (_, got_dot)) in enumerate(
+        zip(cases, found[len(plans) - len(checked) :], outputs, strict=True)
+    ):
+        host_y, host_dot = read_back[2 * k : 2 * k + 2]
         err = max(err, _compare_primal(host_y, diffs))
         tol = _jvp_tolerance(diff, host_t, gnorm, rtol, max(eps, _eps([got_dot])), diffs.n)
         tol = tol + (diffs.n + 1) * _tiny([got_dot, *primals])
@@ -606,8 +620,8 @@ def check_vjp(
     ``y_ref`` of 1 to 60 elements, each floating dtype, the default pairs), a
     pullback whose cotangents are off by a relative 1e-3 either way in single
     precision, or 1e-7 in double, or that flips the sign of ``y_ref``'s
-    cotangent, fails in every seed tested (40 on NumPy, 6 on PyTorch, JAX and
-    array-api-strict, 2 on Dask), and so does one off by 1e-2 where ``fun``
+    cotangent, fails in every seed tested (40 on NumPy, 4 on PyTorch, JAX and
+    array-api-strict, 1 on Dask), and so does one off by 1e-2 where ``fun``
     refuses float64; the correct rule passes in every one. A complex
     cotangent for a real primal, or a real one for a complex primal, always
     fails.
@@ -630,22 +644,30 @@ def check_vjp(
     rtol = rtol if rtol is not None else math.sqrt(eps)
     got_y, pullback = vjp_rule(*primals)
     _check_output("primal output", got_y, diffs.y, same_dtype=True)
-    err = _compare_primal(_host(got_y), diffs)
     y_shape, y_complex = tuple(diffs.y.shape), _is_complex(diffs.y)
-    cs = [_random(rng, y_shape, y_complex) if cotangent is None else None for _ in range(pairs)]
-    ts = [_random_tangents(rng, diffs, [True] * len(primals)) for _ in range(pairs)]
-    for c, diff in zip(cs, diffs.along(ts), strict=True):
-        cot = cotangent if c is None else _like(got_y, c)
-        bars = list(pullback(cot))
+    cots = [
+        cotangent if cotangent is not None else _like(got_y, _random(rng, y_shape, y_complex))
+        for _ in range(pairs)
+    ]
+    # What the pullback returns is checked before any value is read.
+    pulled = [list(pullback(c)) for c in cots]
+    for bars in pulled:
         if len(bars) != len(primals):
             raise AssertionError(f"pullback gave {len(bars)} cotangents for {len(primals)} primals")
         for i, (p, b) in enumerate(zip(primals, bars, strict=True)):
             if b is not None:
                 _check_output(f"cotangent {i}", b, p, same_dtype=False)
+    plans = [diffs.plan(_random_tangents(rng, diffs, [True] * len(primals))) for _ in cots]
+    extra = [got_y] + [
+        a for c, bars in zip(cots, pulled, strict=True) for a in (c, *bars) if a is not None
+    ]
+    found, read_back = diffs.evaluate(plans, *extra)
+    err = _compare_primal(read_back[0], diffs)
+    values = iter(read_back[1:])
+    for diff, bars in zip(found, pulled, strict=True):
+        host_c = next(values)
+        host_bars = [None if b is None else next(values) for b in bars]
         present = [b for b in bars if b is not None]
-        host_c, *read = _hosts(cot, *present)
-        it = iter(read)
-        host_bars = [None if b is None else next(it) for b in bars]
         pairs_bt = [
             (b, t)
             for b, t in zip(host_bars, diff.t, strict=True)
