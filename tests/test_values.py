@@ -106,6 +106,47 @@ def test_float64_matches_fsum(be: Backend, n: int) -> None:
     assert abs(float(be.to_numpy(Ld)) - Ld_exact) <= 4 * np.finfo(np.float64).eps * scale + 1e-300
 
 
+def longest_dot(be: Backend, n: int) -> int:
+    """The longest single dot l2loss's plan takes over ``n`` items on ``be``:
+    the whole vector while it stays in cache, pieces beyond; a library that
+    sums itself (lazy ones) is allowed all ``n``."""
+    from l2loss._traits import traits_of
+
+    blocking = traits_of(("y",), (be.asarray(np.zeros(1)),))[0].blocking
+    if blocking is None:
+        return n
+    return min(n, max(blocking.whole, blocking.piece))
+
+
+HARD = {
+    "constant": lambda rng, n: np.full(n, 0.1),
+    "third": lambda rng, n: np.full(n, 1 / 3),
+    "alternating": lambda rng, n: np.where(np.arange(n) % 2 == 0, 0.7, -0.7),
+    "log-normal": lambda rng, n: rng.lognormal(0.0, 3.0, n),
+}
+
+
+@pytest.mark.parametrize("kind", list(HARD))
+@pytest.mark.parametrize("n", [1000, 50_000, 131_073, 1_000_003])
+def test_float64_error_bound_on_hard_data(be: Backend, kind: str, n: int) -> None:
+    """On constant, alternating and log-normal data (where rounding errors do
+    not cancel), L and L_dot stay within the bound of summing dots of at most
+    D items pairwise: relative error <= (D + log2 N + 2) eps of the sum of the
+    terms' magnitudes, D being the longest dot (``longest_dot``)."""
+    rng = np.random.default_rng(11)
+    d = HARD[kind](rng, n)
+    t = HARD[kind](rng, n)[::-1].copy()
+    zero = np.zeros(n)
+    L, Ld = be.call(l2_loss_jvp, be.asarray(d), be.asarray(zero), be.asarray(t))
+    # One more eps: the reference sums the products rounded once each, a
+    # fused multiply-add does not round them.
+    bound = (longest_dot(be, n) + math.log2(n) + 3) * np.finfo(np.float64).eps
+    exact_L = 0.5 * math.fsum(d * d)
+    assert abs(float(be.to_numpy(L)) - exact_L) <= bound * exact_L
+    exact_Ld, scale = math.fsum(d * t), math.fsum(np.abs(d * t))
+    assert abs(float(be.to_numpy(Ld)) - exact_Ld) <= bound * scale
+
+
 def test_float32_large_sum_is_accurate(be: Backend) -> None:
     """float32 at N = 1e7: relative error of L at most 1e-6 (a plain float32 BLAS
     dot loses several times that); lazy backends sum with their own reductions."""
