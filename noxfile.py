@@ -172,7 +172,8 @@ def dist(session: nox.Session) -> None:
         shutil.rmtree(tmp / old, ignore_errors=True)
     # With no --sdist/--wheel, build makes the sdist and then the wheel from it,
     # so the wheel proves the sdist can rebuild the package.
-    session.run("python", "-m", "build", "--outdir", str(tmp / "dist"))
+    if not session.run("python", "-m", "build", "--outdir", str(tmp / "dist")):
+        return  # --install-only: nothing is built, so nothing more to set up
     (sdist,) = (tmp / "dist").glob("l2loss-*.tar.gz")
     (wheel,) = (tmp / "dist").glob("l2loss-*.whl")
     session.run("twine", "check", "--strict", str(sdist), str(wheel))
