@@ -1,7 +1,9 @@
 """Sphinx configuration: MyST Markdown pages, the furo theme, MathJax and autodoc.
 
 ``nox -s docs`` builds with ``-W --keep-going`` (every warning is an error) and
-then runs every code block of these pages (tests/test_docs.py).
+then runs every code block of these pages (tests/test_docs.py). MathJax is served
+from the built site, so formulas render without a network; ``_ext/`` holds the
+``example-output`` directive, which shows what each example prints.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 # Document the checkout next to this file, whatever else is installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+# The project's own Sphinx extensions.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 
 import l2loss
 
@@ -27,7 +31,11 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    # copies MathJax 3 (with its fonts) into _static/mathjax of the built site
+    "sphinx-mathjax-offline",
+    "example_output",
 ]
+mathjax_path = "mathjax/tex-chtml.js"
 
 source_suffix = {".md": "markdown"}
 root_doc = "index"
@@ -49,8 +57,10 @@ napoleon_use_rtype = False
 
 html_theme = "furo"
 html_title = f"l2loss {release}"
-# docs/_static holds the benchmark figures (written by benchmarks/run.py).
-html_static_path = ["_static"] if (Path(__file__).parent / "_static").is_dir() else []
+# docs/_static holds the benchmark figures and their JSON, and the style sheet.
+html_static_path = ["_static"]
+# Wide tables scroll and long lines of console blocks wrap, inside the page.
+html_css_files = ["l2loss.css"]
 
 
 _ALIAS = re.compile(r"TypeAliasForwardRef\('([\w.]+)'\)")

@@ -57,7 +57,14 @@ OPTIONAL = {
 RUN = {"python", "py", "python3", "pycon", "console"}
 # Directives whose body is Markdown: fences inside them are scanned too.
 _CODE_DIRECTIVES = {"{code-block}", "{code}", "{sourcecode}"}
-_OPAQUE_DIRECTIVES = {"{math}", "{literalinclude}", "{eval-rst}", "{raw}", "{csv-table}"}
+_OPAQUE_DIRECTIVES = {
+    "{math}",
+    "{literalinclude}",
+    "{eval-rst}",
+    "{raw}",
+    "{csv-table}",
+    "{example-output}",
+}
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,}|~{3,})\s*(?P<info>[^`]*)$")
 _REQUIRES = re.compile(r"^\s*(?:>>>\s*)?#\s*requires:\s*(?P<names>.+?)\s*$")
 

@@ -48,12 +48,14 @@ def number(out: str, label: str) -> float:
 
 
 def test_every_example_is_checked() -> None:
-    """A new example needs a test here (and a section in docs/examples.md)."""
+    """A new example needs a test here (and a section in docs/examples.md with its output)."""
     found = {p.name for p in EXAMPLES.glob("*.py")} - NOT_HERE
     assert found == CHECKED
     listed = (EXAMPLES.parent / "docs" / "examples.md").read_text(encoding="utf-8")
     for name in CHECKED:
         assert f"../examples/{name}" in listed, f"{name} is not shown in docs/examples.md"
+        # ... and what it prints, run when the docs are built (docs/_ext/example_output.py).
+        assert f"```{{example-output}} {name}" in listed, f"{name}'s output is not shown"
 
 
 @pytest.mark.parametrize("name", sorted(CHECKED))
