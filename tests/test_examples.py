@@ -21,7 +21,13 @@ pytestmark = pytest.mark.docs
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 NOT_HERE = {"dask_scale.py"}  # the large Dask run of `nox -s scale`
-CHECKED = {"linear_regression.py", "jacobian.py", "missing_targets.py", "dask_same_code.py"}
+CHECKED = {
+    "linear_regression.py",
+    "jacobian.py",
+    "missing_targets.py",
+    "dask_same_code.py",
+    "torch_mlp.py",
+}
 
 
 def run(name: str, *args: str, timeout: float = 180) -> str:
@@ -107,3 +113,13 @@ def test_dask_same_code(distributed: bool) -> None:
     assert number(out, "tasks in one step's graph") > 3  # really chunked work
     assert number(out, "max |dask - numpy|") < 1e-10
     assert number(out, "max |dask - least squares|") < 1e-6
+
+
+def test_torch_mlp() -> None:
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("needs PyTorch, which is not installed")
+    out = run("torch_mlp.py", "--samples", "256", "--steps", "120")
+    # The loop with l2_loss follows the loop with 0.5 mse_loss to rounding ...
+    assert number(out, "largest relative difference between the curves:") < 1e-12
+    # ... and it trains.
+    assert number(out, "loss fell by a factor of") > 5
