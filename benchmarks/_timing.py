@@ -199,3 +199,38 @@ def machine() -> dict[str, Any]:
         "numpy": np.__version__,
         "torch": torch.__version__ if torch is not None else None,
     }
+
+
+def set_torch_threads(n: int | None) -> None:
+    """``torch.set_num_threads(n)`` where asked (default: leave PyTorch's
+    own choice, what a user gets)."""
+    torch = optional_torch()
+    if n is not None and torch is not None:
+        torch.set_num_threads(n)
+
+
+def conditions() -> dict[str, Any]:
+    """What the run ran under, beyond ``machine``: PyTorch's intra-op threads
+    and the 1-minute load average (others' work on a shared machine; a load
+    near the core count means the timings shared the cores)."""
+    torch = optional_torch()
+    return {
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
+        "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def ratio_axis(ax: Any, which: str, values: list[float]) -> None:
+    """A log axis (``which``: ``"x"`` or ``"y"``) for ratios: its limits take
+    in ``values`` and 1.0, labelled at round ratios (0.2, 0.5, 1, 2, ...)."""
+    from matplotlib.ticker import NullFormatter
+
+    lo, hi = min(1.0, *values) / 1.25, max(1.0, *values) * 1.25
+    ticks = [
+        t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if lo <= t <= hi
+    ]
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    getattr(ax, f"set_{which}scale")("log")
+    getattr(ax, f"set_{which}lim")(lo, hi)
+    getattr(ax, f"set_{which}ticks")(ticks, [f"{t:g}" for t in ticks])
+    axis.set_minor_formatter(NullFormatter())

@@ -330,6 +330,18 @@ def flags(row: dict[str, Any]) -> list[str]:
     return out
 
 
+def overhead_target(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The tiny-input target: among cases whose plain expression takes under
+    ``SMALL_US``, how many cost l2loss more than ``OVERHEAD_US`` extra."""
+    small = [c for c in cases if c["plain_us"] < SMALL_US]
+    return {
+        "max_extra_us": OVERHEAD_US,
+        "where_plain_under_us": SMALL_US,
+        "cases": len(small),
+        "missed": sum(c["overhead_us"] > OVERHEAD_US for c in small),
+    }
+
+
 def line(case: Case, row: dict[str, Any]) -> str:
     return (
         f"{row['backend']:<7} {row['dtype']:<7} {case.label:<22} {row['plain_us']:>10.2f} "
@@ -350,7 +362,6 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
 
     cases = result["cases"]
     if not cases:
@@ -358,11 +369,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
     labels = list(dict.fromkeys(case_label(c) for c in cases))
     panels = list(dict.fromkeys((c["backend"], c["dtype"]) for c in cases))
     colors = {g: f"C{i}" for i, g in enumerate(GROUPS)}
-    xlim = (
-        min(1.0, *(c["ratio_min"] for c in cases)) / 1.25,
-        max(1.0, *(c["ratio_max"] for c in cases)) * 1.25,
-    )
-    ticks = [t for t in (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20) if xlim[0] <= t <= xlim[1]]
+    extremes = [r for c in cases for r in (c["ratio_min"], c["ratio_max"])]
     fig, axes = plt.subplots(
         1,
         len(panels),
@@ -378,10 +385,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
             err = [[c["ratio"] - c["ratio_min"]], [c["ratio_max"] - c["ratio"]]]
             ax.errorbar(c["ratio"], yi, xerr=err, fmt="o", ms=4, color=colors[c["group"]])
         ax.axvline(1.0, color="k", lw=1)
-        ax.set_xscale("log")
-        ax.set_xlim(*xlim)
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        _timing.ratio_axis(ax, "x", extremes)
         ax.set_title(f"{backend} {dtype}", fontsize=9)
         ax.set_xlabel("plain time / l2loss time", fontsize=8)
         ax.grid(True, axis="x", which="both", alpha=0.3)
@@ -412,6 +416,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--backend", choices=BACKENDS, action="append", help="repeatable")
     p.add_argument("--dtype", choices=DTYPES, action="append", help="repeatable")
     p.add_argument("--group", choices=GROUPS, action="append", help="repeatable")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        help="torch.set_num_threads (default: PyTorch's own, what a user gets)",
+    )
     p.add_argument("--rounds", type=int, help=f"default {ROUNDS} (quick {QUICK_ROUNDS})")
     p.add_argument("--out", type=Path, default=_timing.ROOT / "docs" / "_static")
     p.add_argument("--name", default="parity-cpu", help="stem of the JSON and PNG files")
@@ -421,6 +430,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None, command: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
+    _timing.set_torch_threads(args.torch_threads)
     rounds = args.rounds or (SMOKE_ROUNDS if args.smoke else QUICK_ROUNDS if args.quick else ROUNDS)
     budget = SMOKE_BUDGET if args.smoke else BUDGET
     pause = 0.0 if args.smoke else PAUSE
@@ -442,9 +452,16 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
         "commit": _timing.commit(),
         "machine": _timing.machine(),
         "rounds": rounds,
+        "conditions": {"start": _timing.conditions()},
         "notes": notes,
         "cases": [],
     }
+    load = result["conditions"]["start"]["loadavg_1min"]
+    if load is not None and load > 0.5:
+        notes.append(
+            f"1-minute load average {load:.2f} at the start on {_timing.cores()} cores: "
+            "other work shared the cores"
+        )
     for note in notes:
         print(f"note: {note}")
     print(HEADER, flush=True)
@@ -459,13 +476,18 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
                 print(line(case, row), flush=True)
                 write(result, args.out, args.name)  # a crash keeps what was measured
     _data.cache_clear()
+    result["conditions"]["end"] = _timing.conditions()
+    result["overhead_target"] = overhead_target(result["cases"])
     json_path = write(result, args.out, args.name)
     plot(result, args.out / f"{args.name}.png")
     slower = sum(r["ratio"] < 1.0 for r in result["cases"])
+    target = result["overhead_target"]
     print(
         f"{len(result['cases'])} cases, {slower} with l2loss slower than plain; "
-        f"wrote {json_path} and {args.name}.png in {time.perf_counter() - t0:.0f} s"
+        f"of the {target['cases']} where plain takes under {SMALL_US:g} us, "
+        f"{target['missed']} cost l2loss more than {OVERHEAD_US:g} us extra"
     )
+    print(f"wrote {json_path} and {args.name}.png in {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -185,6 +185,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     if not dtypes:
         return
     fig, axes = plt.subplots(1, len(dtypes), figsize=(4.5 * len(dtypes), 3.6), squeeze=False)
+    rows = [c for key in ("cases", "func_grad") for c in result.get(key, [])]
+    ratios = [c[k] for c in rows for k in ("ratio_mse", "ratio_plain")]
     for ax, dt in zip(axes[0], dtypes, strict=True):
         for key, style in (("cases", "-"), ("func_grad", ":")):
             rows = [c for c in result.get(key, []) if c["dtype"] == dt]
@@ -195,7 +197,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
                 ax.plot(ns, ratio, marker + style, c=color, label=f"{peer}, {kind}")
         ax.axhline(1.0, color="k", lw=1)
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        _timing.ratio_axis(ax, "y", ratios)
         ax.set_xlabel("N")
         ax.set_ylabel("peer time / l2loss time")
         ax.set_title(f"forward + backward, torch CPU {dt}", fontsize=9)
@@ -220,6 +222,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     mode.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for the tests)")
     p.add_argument("--dtype", choices=DTYPES, action="append", help="repeatable")
     p.add_argument("--no-func-grad", action="store_true", help="skip the torch.func.grad cases")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        help="torch.set_num_threads (default: PyTorch's own, what a user gets)",
+    )
     p.add_argument("--rounds", type=int, help=f"default {ROUNDS} (quick {QUICK_ROUNDS})")
     p.add_argument("--out", type=Path, default=_timing.ROOT / "docs" / "_static")
     p.add_argument("--name", default="training-cpu", help="stem of the JSON and PNG files")
@@ -229,6 +236,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None, command: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
+    _timing.set_torch_threads(args.torch_threads)
     torch = _timing.optional_torch()
     if torch is None:
         raise SystemExit("the training benchmark needs PyTorch, which is not installed")
@@ -244,11 +252,15 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
         "commit": _timing.commit(),
         "machine": _timing.machine(),
         "rounds": rounds,
+        "conditions": {"start": _timing.conditions()},
         "cases": [],
         "linearity": {},
     }
     if not args.no_func_grad:
         result["func_grad"] = []
+    load = result["conditions"]["start"]["loadavg_1min"]
+    if load is not None and load > 0.5:
+        print(f"note: 1-minute load average {load:.2f} at the start: the cores were shared")
     print(HEADER, flush=True)
     t0 = time.perf_counter()
     for dtype in args.dtype or list(DTYPES):
@@ -263,6 +275,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
     result["linearity"] = linearity(result["cases"])
     for dt, r in result["linearity"].items():
         print(f"linearity {dt}: l2loss time at 3e7 / at 1e7 = {r:.2f} (3.00: linear)")
+    result["conditions"]["end"] = _timing.conditions()
     json_path = write(result, args.out, args.name)
     plot(result, args.out / f"{args.name}.png")
     print(f"wrote {json_path} and {args.name}.png in {time.perf_counter() - t0:.0f} s")

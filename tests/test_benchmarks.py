@@ -78,7 +78,7 @@ def _env() -> dict[str, str]:
     thread per library (the two runs share the cores, and a smoke run's
     figures are not read), so spinning thread pools do not slow them down."""
     env = dict(os.environ)
-    env.update({k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
+    env.update(dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), "1"))
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT / "src"), env.get("PYTHONPATH", "")) if p
     )
