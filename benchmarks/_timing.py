@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import math
 import os
 import platform
 import shlex
@@ -220,15 +221,18 @@ def conditions() -> dict[str, Any]:
     }
 
 
+_RATIO_TICKS = (0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 1000)
+
+
 def ratio_axis(ax: Any, which: str, values: list[float]) -> None:
     """A log axis (``which``: ``"x"`` or ``"y"``) for ratios: its limits take
     in ``values`` and 1.0, labelled at round ratios (0.2, 0.5, 1, 2, ...)."""
     from matplotlib.ticker import NullFormatter
 
     lo, hi = min(1.0, *values) / 1.25, max(1.0, *values) * 1.25
-    ticks = [
-        t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if lo <= t <= hi
-    ]
+    ticks = [t for t in _RATIO_TICKS if lo <= t <= hi]
+    if len(ticks) > 7:  # a wide range: label the decades only, or the labels collide
+        ticks = [t for t in ticks if math.log10(t).is_integer()]
     axis = ax.xaxis if which == "x" else ax.yaxis
     getattr(ax, f"set_{which}scale")("log")
     getattr(ax, f"set_{which}lim")(lo, hi)
