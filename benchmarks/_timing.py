@@ -210,14 +210,20 @@ def set_torch_threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+# Variables that set the thread pools of BLAS, OpenMP and PyTorch.
+THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY")
+
+
 def conditions() -> dict[str, Any]:
-    """What the run ran under, beyond ``machine``: PyTorch's intra-op threads
-    and the 1-minute load average (others' work on a shared machine; a load
-    near the core count means the timings shared the cores)."""
+    """What the run ran under, beyond ``machine``: PyTorch's intra-op threads,
+    the 1-minute load average (others' work on a shared machine; a load near
+    the core count means the timings shared the cores) and the thread
+    variables that are set."""
     torch = optional_torch()
     return {
         "torch_threads": torch.get_num_threads() if torch is not None else None,
         "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "thread_env": {k: os.environ[k] for k in THREAD_ENV if k in os.environ},
     }
 
 
