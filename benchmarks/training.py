@@ -271,8 +271,8 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
                 row = measure(torch, n, dtype, key == "func_grad", rounds, budget, pause)
                 result[key].append(row)
                 print(line("backward" if key == "cases" else "func.grad", row), flush=True)
-                write(result, args.out, args.name)
-    result["linearity"] = linearity(result["cases"])
+                result["linearity"] = linearity(result["cases"])
+                write(result, args.out, args.name)  # a crash keeps what was measured
     for dt, r in result["linearity"].items():
         print(f"linearity {dt}: l2loss time at 3e7 / at 1e7 = {r:.2f} (3.00: linear)")
     result["conditions"]["end"] = _timing.conditions()
