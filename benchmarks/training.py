@@ -222,6 +222,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     mode.add_argument("--smoke", action="store_true", help="tiny sizes, seconds (for the tests)")
     p.add_argument("--dtype", choices=DTYPES, action="append", help="repeatable")
     p.add_argument("--no-func-grad", action="store_true", help="skip the torch.func.grad cases")
+    p.add_argument("--no-plot", action="store_true", help="write the JSON only")
     p.add_argument(
         "--torch-threads",
         type=int,
@@ -277,8 +278,9 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
         print(f"linearity {dt}: l2loss time at 3e7 / at 1e7 = {r:.2f} (3.00: linear)")
     result["conditions"]["end"] = _timing.conditions()
     json_path = write(result, args.out, args.name)
-    plot(result, args.out / f"{args.name}.png")
-    print(f"wrote {json_path} and {args.name}.png in {time.perf_counter() - t0:.0f} s")
+    if not args.no_plot:
+        plot(result, args.out / f"{args.name}.png")
+    print(f"wrote {json_path} (and the plot) in {time.perf_counter() - t0:.0f} s")
     return 0
 
 
