@@ -149,7 +149,9 @@ def commit() -> str:
             sha = _git(where, "rev-parse", "--short", "HEAD")
         except (OSError, subprocess.SubprocessError):
             continue
-        dirty = _git(where, "status", "--porcelain")
+        # No optional locks: status must not write the index of a checkout
+        # that someone else may be committing in.
+        dirty = _git(where, "--no-optional-locks", "status", "--porcelain")
         return sha + ("+dirty" if dirty else "")
     return "unknown"
 
