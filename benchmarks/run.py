@@ -16,14 +16,23 @@ that must read ``B`` bytes is credited with ``B / t`` bytes per second:
 
 and its fraction of the ceiling is ``(B / t) / (16 N / t_dot)``.
 
+It also times a call on 10 elements against the bare NumPy calls and a jitted
+JAX call, and float32 at N = 1e7 for speed and accuracy (against
+``math.fsum``). Only l2loss's public API is used.
+
 Writes ``docs/_static/bench-cpu.json`` and ``docs/_static/bench-cpu.png``
 unless told otherwise (``--out``).
+
+``--parity`` runs ``benchmarks/parity.py`` instead (l2loss against the plain
+expression over a grid of shapes, backends and dtypes) and ``--training``
+runs ``benchmarks/training.py`` (a PyTorch forward + backward step); the
+other options are then theirs: ``nox -s bench -- --parity --quick``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import importlib
 import json
 import math
 import os
@@ -37,29 +46,13 @@ from typing import Any
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import _timing
 import numpy as np
 
 import l2loss
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = _timing.ROOT
 Fn = Callable[[], Any]
-
-
-def _timer(fn: Fn, budget: float) -> tuple[Fn, int]:
-    """A timing closure calling ``fn`` enough times to last about ``budget`` s."""
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    number = max(1, min(100_000, int(budget / one)))
-
-    def timed() -> Any:
-        t = time.perf_counter()
-        for _ in range(number):
-            fn()
-        return (time.perf_counter() - t) / number
-
-    return timed, number
 
 
 # Pause before each timed case: the thread pools of the case timed before it
@@ -85,13 +78,13 @@ def measure(
     """Seconds per call of every case, ``rounds`` times, cases interleaved,
     each after ``gap`` seconds (default ``GAP``) of pause and an untimed run."""
     gap = GAP if gap is None else gap
-    timers = {k: _timer(f, budget)[0] for k, f in cases.items()}
+    numbers = {k: _timing.calibrate(f, budget) for k, f in cases.items()}
     out: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(rounds):
-        for k, t in timers.items():
+        for k, f in cases.items():
             time.sleep(gap)
-            t()
-            out[k].append(t())
+            _timing.time_loop(f, numbers[k])
+            out[k].append(_timing.time_loop(f, numbers[k]))
     return out
 
 
@@ -276,61 +269,6 @@ def bench_float32(n: int, rounds: int, budget: float) -> dict[str, Any]:
     return out
 
 
-def numpy_variants(
-    y: Any, y_ref: Any, y_dot: Any, trait: str, values: list[int]
-) -> dict[int, Callable[[], None]]:
-    """For each value of a ``Backend`` trait of the NumPy path, a function that
-    makes l2loss's calls on these arrays use it (and ``-1``: the original).
-
-    It swaps the variant into l2loss's per-call cache (``_api._RESOLVED``,
-    which every call reads first), and checks that the swap reaches the call.
-    """
-    from l2loss import _api
-
-    l2loss.l2_loss_jvp(y, y_ref, y_dot)  # fills the cache
-    entries = {k: v for k, v in _api._RESOLVED.items() if v[0].name == "numpy"}
-    original = next(iter(entries.values()))[0]
-    out: dict[int, Callable[[], None]] = {}
-    for value in [*values, -1]:
-        backend = original if value == -1 else dataclasses.replace(original, **{trait: value})
-        swap = {k: (backend, *v[1:]) for k, v in entries.items()}
-        out[value] = lambda swap=swap: _api._RESOLVED.update(swap)
-        out[value]()
-        # Or every variant would time the same thing.
-        assert _api._resolve(y, y_ref, y_dot, None, None)[0] is backend
-    out[-1]()
-    return out
-
-
-def bench_trait(
-    n: int, trait: str, values: list[int], rounds: int, budget: float
-) -> dict[str, float]:
-    """Fraction of the ceiling of the NumPy fast path at ``n`` for each value of
-    a ``Backend`` trait (``tile``: items per tile; ``threads``: worker threads)."""
-    rng = np.random.default_rng(3)
-    y, y_ref, y_dot, a, b = (rng.standard_normal(n) for _ in range(5))
-    use = numpy_variants(y, y_ref, y_dot, trait, values)
-    cases: dict[str, Fn] = {"ceiling": lambda: np.dot(a, b)}
-    for value in values:
-
-        def call(value: int = value) -> Any:
-            use[value]()
-            return l2loss.l2_loss_jvp(y, y_ref, y_dot)
-
-        cases[str(value)] = call
-    try:
-        times = measure(cases, rounds, budget)
-    finally:
-        use[-1]()
-    out = {
-        v: median_ratio([tc * 1.5 for tc in times["ceiling"]], times[v])
-        for v in cases
-        if v != "ceiling"
-    }
-    print(f"{trait} at N={n:.0e}: " + "  ".join(f"{v}={r:.2f}" for v, r in out.items()), flush=True)
-    return out
-
-
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -397,15 +335,37 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+MODES = {"--parity": "parity", "--training": "training"}
+
+
+def dispatch(argv: list[str]) -> int | None:
+    """Run ``parity.py`` or ``training.py`` when ``argv`` names one
+    (``--parity`` / ``--training``, with that script's own options)."""
+    chosen = [flag for flag in MODES if flag in argv]
+    if not chosen:
+        return None
+    if len(chosen) > 1:
+        raise SystemExit(f"choose one of {', '.join(MODES)}")
+    rest = [a for a in argv if a != chosen[0]]
+    module = importlib.import_module(MODES[chosen[0]])
+    return int(module.main(rest, command=_timing.command(argv)))
+
+
 def main(argv: list[str] | None = None) -> int:
     global GAP
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else argv
+    delegated = dispatch(argv)
+    if delegated is not None:
+        return delegated
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="--parity [options]: the parity grid (benchmarks/parity.py --help); "
+        "--training [options]: the training step (benchmarks/training.py --help).",
+    )
     p.add_argument("--quick", action="store_true", help="fewer sizes and rounds (< 1 minute)")
     p.add_argument("--rounds", type=int, help="rounds per size (default 15, quick 5)")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "_static", help="output folder")
     p.add_argument("--name", default="bench-cpu", help="stem of the JSON and PNG files")
-    p.add_argument("--tiles", action="store_true", help="also sweep the NumPy tile size")
-    p.add_argument("--threads", action="store_true", help="also sweep the NumPy worker threads")
     p.add_argument(
         "--gap",
         type=float,
@@ -422,9 +382,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes.append(30_000_000)
     t0 = time.perf_counter()
     result: dict[str, Any] = {
-        "command": " ".join(
-            [Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]
-        ),
+        "kind": "peers",
+        "command": _timing.command(argv),
+        "date": _timing.today(),
+        "commit": _timing.commit(),
         "rounds": rounds,
         "gap_seconds": GAP,
         "budget_seconds": budget,
@@ -433,20 +394,6 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": bench_sizes(sizes, rounds, budget, k=8),
         "float32": bench_float32(10_000_000, rounds, budget),
     }
-    if args.tiles:
-        # Sizes where a tile is 512 rows (``Backend.release_rows``) of
-        # tile / 512 items, so each tile size is exactly the one measured.
-        tiles = [1 << k for k in range(14, 21)]
-        result["tiles"] = {
-            str(n): bench_trait(n, "tile", tiles, rounds, budget) for n in (3 * 10**6, 10**7)
-        }
-    if args.threads:
-        # Below _PARALLEL_MIN (1 Mi) items every count runs on one thread.
-        counts = sorted({1, 2, os.cpu_count() or 1})
-        result["threads"] = {
-            str(n): bench_trait(n, "threads", counts, rounds, budget)
-            for n in (3 * 10**6, 10**7, 3 * 10**7)
-        }
     result["wall_seconds"] = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"{args.name}.json"
