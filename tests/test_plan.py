@@ -24,6 +24,7 @@ from test_values import vjp_apply
 from l2loss import _parallel, l2_loss, l2_loss_jvp
 from l2loss._api import _kind
 from l2loss._plan import Blocks, Whole
+from l2loss._rule import sums
 from l2loss._traits import _NUMPY, Blocking, _matmul, override, traits_of
 
 ROWS, COLS = 3, 150_001  # 450 003 items: several blocks, pieces and a ragged tail
@@ -211,19 +212,24 @@ def test_the_plan_chooses() -> None:
     lazy libraries always the plain expression."""
     small, large = np.ones(100), np.ones(_NUMPY.whole + 1)
     k = _kind(small, small, small, None, None, None, None, False)
-    assert isinstance(k.evaluate, Whole)
-    assert k.evaluate.layout is None  # a vector is summed as it is
+    assert isinstance(k.evaluate, functools.partial)  # the rule on the vector as it is
+    assert k.evaluate.func is sums
     assert isinstance(_kind(large, large, large, None, None, None, None, False).evaluate, Blocks)
     cube = np.ones((4, 5, _NUMPY.whole))
     assert isinstance(_kind(cube, cube, None, None, None, None, -1, False).evaluate, Blocks)
-    assert isinstance(_kind(cube, cube, None, None, None, None, 0, False).evaluate, Whole)
+    assert isinstance(
+        _kind(cube, cube, None, None, None, None, 0, False).evaluate, functools.partial
+    )
+    grid = np.ones((5, 7))  # a small full reduction: the arrays viewed as one vector
+    assert isinstance(_kind(grid, grid, None, None, None, None, None, False).evaluate, Whole)
     # Per-sample weights coarser than the results (one per sample, results per
     # sample and row): the plain expression.
     w = np.ones(4)
-    assert isinstance(_kind(cube, cube, None, None, None, w, -1, False).evaluate, Whole)
+    assert isinstance(_kind(cube, cube, None, None, None, w, -1, False).evaluate, functools.partial)
     da = pytest.importorskip("dask.array")
     lazy = da.ones(_NUMPY.whole + 1)
-    assert isinstance(_kind(lazy, lazy, None, None, None, None, None, False).evaluate, Whole)
+    lazy_kind = _kind(lazy, lazy, None, None, None, None, None, False)
+    assert isinstance(lazy_kind.evaluate, functools.partial)
 
 
 def test_torch_arrays_on_a_device_get_the_device_traits() -> None:

@@ -46,6 +46,9 @@ class Kind:
     traits, xp
         The library's traits (those of its accelerator, for arrays on one)
         and namespace.
+    base, device
+        The library's traits for any device, and the type of the device of
+        ``y`` where they depend on it (PyTorch), else None.
     adopt
         Positions of NumPy arguments taken into the library (JAX).
     shape, axes, batch
@@ -57,19 +60,21 @@ class Kind:
         The dtypes of ``y``, ``y_ref`` and the weights (those of L, the
         residual and the cotangents), and of every argument (those of L_dot).
     evaluate
-        The plan's evaluation, ``evaluate(xp, primal, zero, *arrays) -> (sq, ip)``.
-    direct
-        Whether a call needs nothing but the evaluation (no adoption, device
-        check, autodiff or compilation).
+        The plan's evaluation, ``evaluate(*arrays, zero) -> (sq, ip)``.
     plain
         Whether the arrays go to the evaluation as they are (no mask, weights
         or guard).
+    direct
+        Whether a call needs nothing but that: no adoption, device check,
+        autodiff or compilation either.
     """
 
     __slots__ = (
         "adopt",
         "axes",
+        "base",
         "batch",
+        "device",
         "direct",
         "evaluate",
         "full",
@@ -90,8 +95,12 @@ class Kind:
         batched: Any,
     ) -> None:
         y, y_ref, y_dot, y_ref_dot, where, weights = arrays
-        if traits.accelerated is not None and compat.device(y).type != "cpu":
-            traits = traits.accelerated
+        self.base, self.device = traits, None
+        if traits.accelerated is not None:
+            # The traits follow the device of y (not part of the kind's key).
+            self.device = compat.device(y).type
+            if self.device != "cpu":
+                traits = traits.accelerated
         xp = traits.xp
         shape = tuple(y.shape)
         check_shape("y_ref", y_ref, shape)
@@ -118,12 +127,12 @@ class Kind:
             self.primal = replace(self.primal, widen=True, narrow=self.full.narrow)
         self.traits, self.xp, self.adopt = traits, xp, adopt
         self.shape, self.batch = shape, batch
-        self.evaluate = plan(traits, self.full, shape, self.axes, batch, self.lead)
-        # Calls that need nothing but the evaluation (the short path).
-        self.direct = not (
+        self.evaluate = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
+        self.plain = where is None and weights is None and traits.guard is None
+        # Calls that need nothing but the evaluation of their arrays as they are.
+        self.direct = self.plain and not (
             adopt or traits.check_devices or traits.autodiff is not None or traits.compile
         )
-        self.plain = where is None and weights is None and traits.guard is None
 
     @property
     def loss_shape(self) -> tuple[int, ...]:
@@ -145,10 +154,8 @@ _MISS = object()  # a part of a key that no stored kind has
 
 
 def _axis_key(axis: Any) -> Any:
-    """``axis`` where it can key a kind (an exact int or a tuple of them:
-    ``True``, ``1.0`` and ``1`` hash alike, but only ``1`` is an axis)."""
-    if axis is None or type(axis) is int:
-        return axis
+    """``axis`` where it can key a kind (None, an exact int or a tuple of
+    them: ``True``, ``1.0`` and ``1`` hash alike, but only ``1`` is an axis)."""
     if type(axis) is tuple and all(type(a) is int for a in axis):
         return axis
     return _MISS
@@ -168,12 +175,11 @@ def _kind(
     key: tuple[Any, ...] | None
     try:
         key = (
-            _axis_key(axis),
+            axis if axis is None or type(axis) is int else _axis_key(axis),
             batched if type(batched) is bool else _MISS,
             type(y),
             y.dtype,
             y.shape,
-            getattr(y, "device", None),
             type(y_ref),
             y_ref.dtype,
             y_ref.shape,
@@ -231,7 +237,7 @@ def _values(
         if mask is not None:
             zero = k.xp.zeros((), dtype=k.primal.real_work, device=compat.device(y))
         y, weights = _prepared(k, y, y_ref, y_dot, y_ref_dot, mask, weights)
-    return k.evaluate(k.xp, k.primal, zero, y, y_ref, y_dot, y_ref_dot, mask, weights)
+    return k.evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, zero)
 
 
 def _prepared(
@@ -332,6 +338,8 @@ def _call(k: Kind, op: _Op, arrays: tuple[Array, ...], *extra: Any) -> Any:
     automatic differentiation, or compiled whole."""
     if k.adopt:
         arrays = _adopted(k.traits, k.adopt, arrays)
+    if k.device is not None and compat.device(arrays[0]).type != k.device:
+        k = Kind(arrays, k.base, k.adopt, k.axes, bool(k.batch))  # arrays on another device
     traits = k.traits
     if traits.check_devices:
         check_devices(_NAMES, arrays)
@@ -449,7 +457,7 @@ def l2_loss(
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
     if k.direct:
-        return _loss(k, y, y_ref, None, None, where, weights)
+        return _rule.halve(k.xp, k.primal, k.evaluate(y, y_ref, None, None, None, None, None)[0])
     return _call(k, _loss, (y, y_ref, None, None, where, weights))
 
 
@@ -511,8 +519,9 @@ def l2_loss_jvp(
     array([0., 1., 2.])
     """
     k = _kind(y, y_ref, y_dot, y_ref_dot, where, weights, axis, batched)
-    if k.direct:
-        return _jvp(k, y, y_ref, y_dot, y_ref_dot, where, weights)
+    if k.direct and (y_dot is not None or y_ref_dot is not None) and not k.full.widen:
+        sq, ip = k.evaluate(y, y_ref, y_dot, y_ref_dot, None, None, None)
+        return _rule.halve(k.xp, k.primal, sq), ip
     out: tuple[Array, Array] = _call(k, _jvp, (y, y_ref, y_dot, y_ref_dot, where, weights))
     return out
 

@@ -21,6 +21,7 @@ take the plain expression over the arrays as they are.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -53,7 +54,7 @@ class Operands(NamedTuple):
         return Operands(*(None if a is None else f(a) for a in self))
 
 
-# evaluate(xp, dt, zero, y, y_ref, y_dot, y_ref_dot, mask, weights) -> (sq, ip)
+# evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, zero) -> (sq, ip)
 Evaluation = Callable[..., tuple[Array, Array]]
 
 
@@ -138,38 +139,41 @@ class _Layout(NamedTuple):
 
 
 class Whole:
-    """The rule once over the whole arrays (viewed as ``layout`` where one is
-    given, else as they are)."""
+    """The rule once over the whole arrays, viewed as ``layout`` (a view that
+    cannot be made without a copy falls back to the arrays as they are, with
+    an inner product over any axes)."""
 
-    __slots__ = ("batch", "fallback", "inner", "layout")
+    __slots__ = ("batch", "dt", "fallback", "inner", "layout", "xp")
 
     def __init__(
-        self, inner: Inner, layout: _Layout | None, batch: tuple[int, ...], fallback: Inner | None
-    ) -> None:
-        self.inner, self.layout, self.batch, self.fallback = inner, layout, batch, fallback
-
-    def __call__(
         self,
         xp: Any,
         dt: Dtypes,
-        zero: Array,
+        inner: Inner,
+        layout: _Layout,
+        batch: tuple[int, ...],
+        fallback: Inner,
+    ) -> None:
+        self.xp, self.dt, self.inner, self.layout = xp, dt, inner, layout
+        self.batch, self.fallback = batch, fallback
+
+    def __call__(
+        self,
         y: Array,
         y_ref: Array,
         y_dot: Array,
         y_ref_dot: Array,
         mask: Array,
         weights: Array,
+        zero: Array,
     ) -> tuple[Array, Array]:
-        layout = self.layout
-        if layout is None:
-            return sums(xp, dt, self.inner, y, y_ref, y_dot, y_ref_dot, mask, weights, zero)
+        xp, dt = self.xp, self.dt
         o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
         try:
-            v = layout.operands(xp, o, self.batch)
+            v = self.layout.operands(xp, o, self.batch)
         except (ValueError, AttributeError, RuntimeError):
-            assert self.fallback is not None
             return sums(xp, dt, self.fallback, *o, zero)
-        return layout.results(xp, *sums(xp, dt, self.inner, *v, zero), self.batch)
+        return self.layout.results(xp, *sums(xp, dt, self.inner, *v, zero), self.batch)
 
 
 class Blocks:
@@ -180,10 +184,24 @@ class Blocks:
     the pieces are added pairwise at the end.
     """
 
-    __slots__ = ("batch", "fallback", "inner", "layout", "q", "rows", "span", "tail", "workers")
+    __slots__ = (
+        "batch",
+        "dt",
+        "fallback",
+        "inner",
+        "layout",
+        "q",
+        "rows",
+        "span",
+        "tail",
+        "workers",
+        "xp",
+    )
 
     def __init__(
         self,
+        xp: Any,
+        dt: Dtypes,
         layout: _Layout,
         q: int,
         tail: int,
@@ -194,21 +212,21 @@ class Blocks:
         batch: tuple[int, ...],
         fallback: Inner,
     ) -> None:
-        self.layout, self.q, self.tail, self.rows, self.span = layout, q, tail, rows, span
-        self.inner, self.workers, self.batch, self.fallback = inner, workers, batch, fallback
+        self.xp, self.dt, self.layout, self.q, self.tail = xp, dt, layout, q, tail
+        self.rows, self.span, self.inner, self.workers = rows, span, inner, workers
+        self.batch, self.fallback = batch, fallback
 
     def __call__(
         self,
-        xp: Any,
-        dt: Dtypes,
-        zero: Array,
         y: Array,
         y_ref: Array,
         y_dot: Array,
         y_ref_dot: Array,
         mask: Array,
         weights: Array,
+        zero: Array,
     ) -> tuple[Array, Array]:
+        xp, dt = self.xp, self.dt
         layout, q, tail, inner = self.layout, self.q, self.tail, self.inner
         o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
         m, r = layout.shape
@@ -279,46 +297,54 @@ def _pieces(r: int, longest: int) -> tuple[int, int]:
 
 def plan(
     traits: Traits,
-    dt: Dtypes,
+    full: Dtypes,
+    primal: Dtypes,
     shape: tuple[int, ...],
     axes: tuple[int, ...],
     batch: tuple[int, ...],
-    weights_ndim: int,
+    lead: int,
 ) -> Evaluation:
-    """The evaluation of one kind of call.
+    """The evaluation of one kind of call: ``evaluate(y, y_ref, y_dot,
+    y_ref_dot, mask, weights, zero) -> (sq, ip)``.
 
-    ``axes`` are the reduced axes (sorted, negative), ``batch`` is ``(K,)``
-    for K tangent directions or ``()``, ``weights_ndim`` is the number of
-    leading axes of ``y`` the weights cover (0: no weights).
+    ``full`` are the dtypes of every argument (they choose the inner
+    product), ``primal`` those of ``y``, ``y_ref`` and the weights (the
+    residual's); ``axes`` are the reduced axes (sorted, negative), ``batch``
+    is ``(K,)`` for K tangent directions or ``()``, ``lead`` is the number of
+    leading axes of ``y`` the weights cover (-1: no weights).
     """
+    xp = traits.xp
     ndim, size = len(shape), math.prod(shape)
     kept = shape[: ndim - len(axes)]
-    general = _axes_inner(traits.xp, dt, axes)
+    general = _axes_inner(xp, full, axes)
     blocking = traits.blocking
     trailing = axes == tuple(range(-len(axes), 0))
     if blocking is None or not trailing or ndim == 0 or size == 0:
-        return Whole(general, None, batch, None)
+        return functools.partial(sums, xp, primal, general)
     # One result per row of an (M, R) view. Per-sample weights of reduced
     # axes split the view where they end, and the rows' sums are folded.
     split = len(kept)
-    leading = 0 < weights_ndim < ndim
-    if leading and weights_ndim < split:
+    leading = 0 <= lead < ndim
+    if leading and lead < split:
         # Per-sample weights coarser than the results: the plain expression.
-        return Whole(general, None, batch, None)
-    fold = leading and weights_ndim > split
+        return functools.partial(sums, xp, primal, general)
+    fold = leading and lead > split
     if leading:
-        split = weights_ndim
+        split = lead
     m, r = math.prod(shape[:split]), math.prod(shape[split:])
     rows = _Layout((m, r), (m, 1) if leading else (m, r), kept, fold)
     if size <= blocking.whole:
         if not kept and not leading:
-            # One vector: 1-D arrays as they are, others viewed as 1-D.
-            vector = None if ndim == 1 else _Layout((r,), (r,), kept, False)
-            return Whole(_last_inner(traits, dt, True, bool(batch)), vector, batch, general)
-        return Whole(_last_inner(traits, dt, False, bool(batch)), rows, batch, general)
+            inner = _last_inner(traits, full, True, bool(batch))
+            if ndim == 1:  # a vector, summed as it is
+                return functools.partial(sums, xp, primal, inner)
+            return Whole(xp, primal, inner, _Layout((r,), (r,), kept, False), batch, general)
+        return Whole(
+            xp, primal, _last_inner(traits, full, False, bool(batch)), rows, batch, general
+        )
     q, tail = _pieces(r, blocking.piece)
     per_block = max(1, blocking.block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
     workers = blocking.workers if size >= blocking.parallel else 1
-    inner = _last_inner(traits, dt, False, bool(batch))
-    return Blocks(rows, q, tail, *at, inner, workers, batch, general)
+    inner = _last_inner(traits, full, False, bool(batch))
+    return Blocks(xp, primal, rows, q, tail, *at, inner, workers, batch, general)

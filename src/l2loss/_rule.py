@@ -80,12 +80,15 @@ def sums(
     d = residual(xp, dt, y, y_ref, mask, zero)
     wd = d if weights is None else _weighted(xp, dt, d, weights, mask, zero)
     sq = inner(wd, d)
+    plain = mask is None and not dt.widen
     if y_ref_dot is None:
-        return sq, None if y_dot is None else inner(wd, _tangent(xp, dt, y_dot, mask, zero))
-    ip_ref = inner(wd, _tangent(xp, dt, y_ref_dot, mask, zero))
+        if y_dot is None:
+            return sq, None
+        return sq, inner(wd, y_dot if plain else _tangent(xp, dt, y_dot, mask, zero))
+    ip_ref = inner(wd, y_ref_dot if plain else _tangent(xp, dt, y_ref_dot, mask, zero))
     if y_dot is None:
         return sq, -ip_ref
-    return sq, inner(wd, _tangent(xp, dt, y_dot, mask, zero)) - ip_ref
+    return sq, inner(wd, y_dot if plain else _tangent(xp, dt, y_dot, mask, zero)) - ip_ref
 
 
 def _tangent(xp: Any, dt: Dtypes, t: Any, mask: Any, zero: Any) -> Any:
