@@ -22,7 +22,7 @@ from strategies import eps
 from test_values import vjp_apply
 
 from l2loss import _parallel, l2_loss, l2_loss_jvp
-from l2loss._api import _kind
+from l2loss._api import Kind, _kind
 from l2loss._plan import Blocks, Whole
 from l2loss._rule import sums
 from l2loss._traits import _NUMPY, Blocking, _matmul, override, traits_of
@@ -237,10 +237,15 @@ def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
     device of ``y`` (``meta`` stands in for a GPU here)."""
     torch = pytest.importorskip("torch")
     cpu, meta = torch.ones(3), torch.ones(3, device="meta")
-    on_cpu = _kind(cpu, cpu, cpu, None, None, None, None, False).traits
-    on_meta = _kind(meta, meta, meta, None, None, None, None, False).traits
-    assert on_meta is on_cpu.accelerated
-    assert on_cpu.blocking != on_meta.blocking
+    traits = traits_of(("y",), (cpu,))[0]
+    on_cpu = Kind((cpu, cpu, cpu, None, None, None), traits, (), None, False)
+    on_meta = Kind((meta, meta, meta, None, None, None), traits, (), None, False)
+    assert on_cpu.traits is traits
+    assert on_meta.traits is traits.accelerated
+    assert on_cpu.traits.blocking != on_meta.traits.blocking
+    # The device is not part of a kind's key: a call on another device than
+    # the kind's first remakes it for that device.
+    l2_loss_jvp(cpu, cpu, cpu)
     L, Ld = l2_loss_jvp(meta, meta, meta)
     assert L.device == Ld.device == meta.device
 
