@@ -125,19 +125,15 @@ def test_batched_large_matches_loop(be: Backend, n: int) -> None:
 
 @pytest.mark.parametrize("n", [10, 1000, 10_001, 300_003])
 def test_batched_equals_single_directions(be: Backend, n: int) -> None:
-    """K directions at once give each direction's single-call result: on
-    NumPy bit for bit (one BLAS dot per direction, never a gemv that rounds
-    differently), elsewhere to a few ulps."""
+    """K directions at once give each direction's single-call result to a few
+    ulps (a matrix-vector product rounds unlike one dot per direction)."""
     rng = np.random.default_rng(n)
     y, r = rng.standard_normal(n), rng.standard_normal(n)
     t = rng.standard_normal((5, n))
     Y, R, T = (be.asarray(a) for a in (y, r, t))
     _, Ld = be.call(l2_loss_jvp, Y, R, T, batched=True)
     one = [be.to_numpy(be.call(l2_loss_jvp, Y, R, be.asarray(t[k]))[1]) for k in range(5)]
-    if be.name == "numpy":
-        np.testing.assert_array_equal(be.to_numpy(Ld), np.array(one))
-    else:
-        np.testing.assert_allclose(be.to_numpy(Ld), np.array(one), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(be.to_numpy(Ld), np.array(one), rtol=1e-13, atol=1e-13)
 
 
 def test_infinite_cotangent_leaves_masked_entries_at_zero(be: Backend) -> None:

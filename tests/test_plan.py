@@ -23,7 +23,7 @@ from test_values import vjp_apply
 
 from l2loss import _parallel, l2_loss, l2_loss_jvp
 from l2loss._api import Kind, _kind
-from l2loss._plan import Blocks, Whole
+from l2loss._plan import Blocks, Pieces, Whole
 from l2loss._rule import sums
 from l2loss._traits import _NUMPY, Blocking, _matmul, override, traits_of
 
@@ -115,12 +115,14 @@ def traits(be: Backend) -> Any:
 def small_blocks(be: Backend, inner: str) -> Iterator[None]:
     """Blocks of 4 Ki items and pieces of 1000 for ``be`` (eager libraries, and
     array-api-strict, whose arrays are eager too: the blocks are array API
-    code), with the library's own inner products or a GPU's (``b @ a`` for
-    vectors, sums of products over rows)."""
+    code), with the library's own inner products and rows of pieces, or a
+    GPU's: vectors in 1-D pieces summed by ``b @ a``, sums of products over
+    rows."""
     t = traits(be)
     if t.name in ("jax", "dask"):
         pytest.skip(f"{be.name} compiles or schedules the plain expression itself")
-    change: dict[str, Any] = {"blocking": Blocking(whole=0, block=1 << 12, piece=1000)}
+    rows = inner == "native"
+    change: dict[str, Any] = {"blocking": Blocking(whole=0, block=1 << 12, piece=1000, rows=rows)}
     if inner == "gpu":
         change |= {
             "dot": functools.partial(_matmul, t.xp),
@@ -172,7 +174,7 @@ def test_small_blocks_match_reference(be: Backend, dtype: str, inner: str) -> No
             Y, R, T, U = (be.asarray(a) for a in (y, r, t, u))
             W = None if w is None else be.asarray(w)
             kind = _kind(Y, R, T, U, be.asarray(keep), W, axis, True)
-            assert isinstance(kind.evaluate, Blocks), (shape, axis, wkind)
+            assert isinstance(kind.evaluate, (Blocks, Pieces)), (shape, axis, wkind)
             L, Ld = be.call(
                 l2_loss_jvp, Y, R, T, U, axis=axis, where=be.asarray(keep), weights=W, batched=True
             )
@@ -252,9 +254,9 @@ def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
 
 def test_torch_float32_is_summed_in_pieces_not_one_dot() -> None:
     """PyTorch's CPU dot accumulates float32 over a whole vector; l2loss sums
-    float32 as products instead (``Traits.dot_float32``), float64 with the
-    dot, and both reach a few ulps of the exactly rounded sum of many
-    blocks."""
+    a float32 residual as products instead (``Traits.dot_float32``), a
+    float64 one with the dot over 1-D pieces, and both reach a few ulps of
+    the exactly rounded sum of many pieces."""
     torch = pytest.importorskip("torch")
     n = 3 * (1 << 20) + 5
     rng = np.random.default_rng(3)
@@ -262,7 +264,8 @@ def test_torch_float32_is_summed_in_pieces_not_one_dot() -> None:
     for dtype in ("float64", "float32"):
         Y, R = torch.from_numpy(y.astype(dtype)), torch.from_numpy(r.astype(dtype))
         T = torch.from_numpy(t.astype(dtype))
-        assert isinstance(_kind(Y, R, T, None, None, None, None, False).evaluate, Blocks)
+        evaluation = _kind(Y, R, T, None, None, None, None, False).evaluate
+        assert isinstance(evaluation, Pieces if dtype == "float64" else Blocks)
         d = (Y - R).numpy().astype(np.float64)  # the residual l2loss computes
         want = 0.5 * math.fsum(d * d)
         L = float(l2_loss_jvp(Y, R, T)[0])

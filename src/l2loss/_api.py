@@ -62,11 +62,14 @@ class Kind:
     evaluate
         The plan's evaluation, ``evaluate(*arrays, zero) -> (sq, ip)``.
     plain
-        Whether the arrays go to the evaluation as they are (no mask, weights
-        or guard).
+        Whether the arrays go to the evaluation as they are (no mask, guard,
+        or weights to expand).
     direct
         Whether a call needs nothing but that: no adoption, device check,
         autodiff or compilation either.
+    fast
+        Whether a direct call's results also come out of the evaluation in
+        their dtypes (a tangent given, no half precision to return).
     """
 
     __slots__ = (
@@ -77,6 +80,7 @@ class Kind:
         "device",
         "direct",
         "evaluate",
+        "fast",
         "full",
         "lead",
         "plain",
@@ -98,7 +102,7 @@ class Kind:
         self.base, self.device = traits, None
         if traits.accelerated is not None:
             # The traits follow the device of y (not part of the kind's key).
-            self.device = compat.device(y).type
+            self.device = y.device.type
             if self.device != "cpu":
                 traits = traits.accelerated
         xp = traits.xp
@@ -128,10 +132,15 @@ class Kind:
         self.traits, self.xp, self.adopt = traits, xp, adopt
         self.shape, self.batch = shape, batch
         self.evaluate = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
-        self.plain = where is None and weights is None and traits.guard is None
+        # Weights of y's shape need no expanding.
+        self.plain = where is None and self.lead in (-1, len(shape)) and traits.guard is None
         # Calls that need nothing but the evaluation of their arrays as they are.
         self.direct = self.plain and not (
             adopt or traits.check_devices or traits.autodiff is not None or traits.compile
+        )
+        # ... and whose results come out of it in their dtypes, L_dot included.
+        self.fast = (
+            self.direct and not self.full.widen and (y_dot is not None or y_ref_dot is not None)
         )
 
     @property
@@ -183,10 +192,18 @@ def _kind(
             type(y_ref),
             y_ref.dtype,
             y_ref.shape,
-            None if y_dot is None else (type(y_dot), y_dot.dtype, y_dot.shape),
-            None if y_ref_dot is None else (type(y_ref_dot), y_ref_dot.dtype, y_ref_dot.shape),
-            None if where is None else (type(where), where.dtype, where.shape),
-            None if weights is None else (type(weights), weights.dtype, weights.shape),
+            type(y_dot),
+            None if y_dot is None else y_dot.dtype,
+            None if y_dot is None else y_dot.shape,
+            type(y_ref_dot),
+            None if y_ref_dot is None else y_ref_dot.dtype,
+            None if y_ref_dot is None else y_ref_dot.shape,
+            type(where),
+            None if where is None else where.dtype,
+            None if where is None else where.shape,
+            type(weights),
+            None if weights is None else weights.dtype,
+            None if weights is None else weights.shape,
         )
         return _KINDS[key]
     except KeyError:
@@ -338,7 +355,7 @@ def _call(k: Kind, op: _Op, arrays: tuple[Array, ...], *extra: Any) -> Any:
     automatic differentiation, or compiled whole."""
     if k.adopt:
         arrays = _adopted(k.traits, k.adopt, arrays)
-    if k.device is not None and compat.device(arrays[0]).type != k.device:
+    if k.device is not None and arrays[0].device.type != k.device:
         k = Kind(arrays, k.base, k.adopt, k.axes, bool(k.batch))  # arrays on another device
     traits = k.traits
     if traits.check_devices:
@@ -457,7 +474,7 @@ def l2_loss(
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
     if k.direct:
-        return _rule.halve(k.xp, k.primal, k.evaluate(y, y_ref, None, None, None, None, None)[0])
+        return _rule.halve(k.xp, k.primal, k.evaluate(y, y_ref, None, None, None, weights, None)[0])
     return _call(k, _loss, (y, y_ref, None, None, where, weights))
 
 
@@ -519,8 +536,8 @@ def l2_loss_jvp(
     array([0., 1., 2.])
     """
     k = _kind(y, y_ref, y_dot, y_ref_dot, where, weights, axis, batched)
-    if k.direct and (y_dot is not None or y_ref_dot is not None) and not k.full.widen:
-        sq, ip = k.evaluate(y, y_ref, y_dot, y_ref_dot, None, None, None)
+    if k.fast:
+        sq, ip = k.evaluate(y, y_ref, y_dot, y_ref_dot, None, weights, None)
         return _rule.halve(k.xp, k.primal, sq), ip
     out: tuple[Array, Array] = _call(k, _jvp, (y, y_ref, y_dot, y_ref_dot, where, weights))
     return out

@@ -75,26 +75,55 @@ def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...]) -> Inner:
     return inner
 
 
-def _last_inner(traits: Traits, dt: Dtypes, vector: bool, batched: bool) -> Inner:
-    """``Re sum conj(a) b`` over the last axis, by the library's fastest call:
-    its ``dot`` for real 1-D ``a`` where it has one, else ``vecdot`` or a sum
-    of products (see :class:`~l2loss._traits.Traits`)."""
-    xp, dot = traits.xp, traits.dot
-    float64 = dt.real_work == xp.float64
+def _vector_dot(traits: Traits, full: Dtypes, primal: Dtypes, batched: bool) -> Inner | None:
+    """The library's ``dot`` as the inner product of vectors, where it applies:
+    real dtypes, directions where it takes them, and a residual of float64
+    or of a float32 the library's dot sums well (the residual's precision
+    decides, so that L is the same whatever the tangents' dtypes)."""
+    dot = traits.dot
     if (
-        dot is not None
-        and vector
-        and not dt.complex
-        and (traits.dot_batches or not batched)
-        and (float64 or traits.dot_float32)
+        dot is None
+        or full.complex
+        or (batched and not traits.dot_batches)
+        or (primal.real_work != traits.xp.float64 and not traits.dot_float32)
     ):
-        # 1-D by 1-D is symmetric; with directions, b carries them.
-        return dot if not batched else lambda a, b: dot(b, a)
+        return None
+    # 1-D by 1-D is symmetric; with directions, b carries them.
+    return dot if not batched else lambda a, b: dot(b, a)
+
+
+def _last_inner(
+    traits: Traits, full: Dtypes, primal: Dtypes, vector: bool, batched: bool, piece: int
+) -> Inner:
+    """``Re sum conj(a) b`` over the last axis, by the library's fastest call:
+    its ``dot`` for a real vector ``a`` where it has one, else ``vecdot`` or
+    a sum of products (see :class:`~l2loss._traits.Traits`), in calls over
+    at most ``piece`` items of that axis."""
+    xp = traits.xp
+    dot = _vector_dot(traits, full, primal, batched) if vector else None
+    if dot is not None:
+        return dot
     if traits.sum_products:
-        return _axes_inner(xp, dt, (-1,))
-    if dt.complex:
-        return lambda a, b: xp.real(xp.vecdot(a, b))
-    return xp.vecdot  # type: ignore[no-any-return]
+        inner = _axes_inner(xp, full, (-1,))
+    elif full.complex:
+
+        def inner(a: Array, b: Array) -> Array:
+            return xp.real(xp.vecdot(a, b))
+
+    else:
+        inner = xp.vecdot
+
+    def pieces(a: Array, b: Array) -> Array:
+        n = a.shape[-1]
+        if n <= piece:
+            return inner(a, b)
+        r = inner(a[..., :piece], b[..., :piece])
+        for i in range(piece, n, piece):
+            j = min(i + piece, n)  # a slice ends within the axis (array API)
+            r = r + inner(a[..., i:j], b[..., i:j])
+        return r
+
+    return pieces
 
 
 def _view(xp: Any, a: Array, shape: tuple[int, ...]) -> Array:
@@ -274,6 +303,52 @@ class Blocks:
         return layout.results(xp, sq, ip, self.batch)
 
 
+class Pieces:
+    """A full reduction of one vector (``layout`` views the arrays as one) in
+    1-D pieces of ``piece`` items, each summed by the library's ``dot``,
+    with the pieces' sums added pairwise at the end."""
+
+    __slots__ = ("batch", "dt", "fallback", "inner", "layout", "piece", "xp")
+
+    def __init__(
+        self,
+        xp: Any,
+        dt: Dtypes,
+        inner: Inner,
+        layout: _Layout,
+        piece: int,
+        batch: tuple[int, ...],
+        fallback: Inner,
+    ) -> None:
+        self.xp, self.dt, self.inner, self.layout = xp, dt, inner, layout
+        self.piece, self.batch, self.fallback = piece, batch, fallback
+
+    def __call__(
+        self,
+        y: Array,
+        y_ref: Array,
+        y_dot: Array,
+        y_ref_dot: Array,
+        mask: Array,
+        weights: Array,
+        zero: Array,
+    ) -> tuple[Array, Array]:
+        xp, dt, inner, step = self.xp, self.dt, self.inner, self.piece
+        o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
+        try:
+            v = self.layout.operands(xp, o, self.batch)
+        except (ValueError, AttributeError, RuntimeError):
+            return sums(xp, dt, self.fallback, *o, zero)
+        n = v.y.shape[0]
+        parts = []
+        for i in range(0, n, step):
+            cut = slice(i, min(i + step, n))
+            parts.append(sums(xp, dt, inner, *v.map(lambda a: a[..., cut]), zero))  # noqa: B023
+        sq = xp.sum(xp.stack([s for s, _ in parts]), axis=0)
+        ip = None if parts[0][1] is None else xp.sum(xp.stack([p for _, p in parts]), axis=0)
+        return sq, ip
+
+
 def _assemble(xp: Any, parts: list[Array], per_row: int) -> Array:
     """Blocks' ``(..., rows, span)`` sums as one ``(..., M, Q)`` array."""
     if len(parts) == 1:
@@ -333,18 +408,22 @@ def plan(
         split = lead
     m, r = math.prod(shape[:split]), math.prod(shape[split:])
     rows = _Layout((m, r), (m, 1) if leading else (m, r), kept, fold)
+    piece, batched = blocking.piece, bool(batch)
     if size <= blocking.whole:
         if not kept and not leading:
-            inner = _last_inner(traits, full, True, bool(batch))
+            inner = _last_inner(traits, full, primal, True, batched, piece)
             if ndim == 1:  # a vector, summed as it is
                 return functools.partial(sums, xp, primal, inner)
             return Whole(xp, primal, inner, _Layout((r,), (r,), kept, False), batch, general)
-        return Whole(
-            xp, primal, _last_inner(traits, full, False, bool(batch)), rows, batch, general
-        )
+        inner = _last_inner(traits, full, primal, False, batched, piece)
+        return Whole(xp, primal, inner, rows, batch, general)
+    vector_dot = _vector_dot(traits, full, primal, batched)
+    if not kept and not leading and not blocking.rows and vector_dot is not None:
+        vector = _Layout((size,), (size,), kept, False)
+        return Pieces(xp, primal, vector_dot, vector, piece, batch, general)
     q, tail = _pieces(r, blocking.piece)
     per_block = max(1, blocking.block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
     workers = blocking.workers if size >= blocking.parallel else 1
-    inner = _last_inner(traits, full, False, bool(batch))
+    inner = _last_inner(traits, full, primal, False, batched, piece)
     return Blocks(xp, primal, rows, q, tail, *at, inner, workers, batch, general)

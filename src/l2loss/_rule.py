@@ -77,10 +77,10 @@ def sums(
     ``L_dot = <w d, y_dot> - <w d, y_ref_dot>``: two inner products with the
     (weighted) residual, never a temporary for ``y_dot - y_ref_dot``.
     """
-    d = residual(xp, dt, y, y_ref, mask, zero)
+    plain = mask is None and not dt.widen
+    d = y - y_ref if plain and y_ref is not None else residual(xp, dt, y, y_ref, mask, zero)
     wd = d if weights is None else _weighted(xp, dt, d, weights, mask, zero)
     sq = inner(wd, d)
-    plain = mask is None and not dt.widen
     if y_ref_dot is None:
         if y_dot is None:
             return sq, None

@@ -49,6 +49,12 @@ class Blocking:
         Threads the blocks are spread over (1: the calling thread alone).
     parallel
         Items of ``y`` from which ``workers`` threads are used.
+    rows
+        Whether a long vector is viewed as rows of pieces, a block of rows
+        summed by one call (NumPy, whose calls cost more than a short dot);
+        otherwise it is cut into 1-D pieces, each summed by the library's
+        ``dot`` (PyTorch and GPUs, whose every call costs more, so that
+        pieces are long, and whose dot is their best reduction).
     """
 
     whole: int
@@ -56,6 +62,7 @@ class Blocking:
     piece: int
     workers: int = 1
     parallel: int = 1 << 62
+    rows: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,22 +146,22 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-# NumPy: BLAS dots of at most 8192 items (OpenBLAS threads a dot only above
-# 10 000), blocks of 32 such pieces, and the whole expression while the
-# inputs fit in the last-level cache. `python benchmarks/parity.py` measures
-# the choice against the plain expression.
+# NumPy: the plain expression while the three arrays fit in the last-level
+# cache, blocks beyond, spread over one thread per core; BLAS dots of at most
+# 8192 items in blocks (OpenBLAS threads a dot only above 10 000).
+# `python benchmarks/parity.py` measures the choice against the plain expression.
 _NUMPY = Blocking(
-    whole=1 << 17,
+    whole=3 << 18,
     block=1 << 17,
     piece=1 << 13,
     workers=max(1, min(_cores(), 8)),
-    parallel=1 << 21,
+    parallel=3 << 18,
 )
 # PyTorch on the CPU threads each operation itself.
-_TORCH_CPU = Blocking(whole=1 << 18, block=1 << 20, piece=1 << 20)
+_TORCH_CPU = Blocking(whole=1 << 18, block=1 << 20, piece=1 << 20, rows=False)
 # A GPU runs a block per kernel, and each launch costs more than a small
 # block's work: blocks only bound the temporaries of very large inputs.
-_GPU = Blocking(whole=1 << 25, block=1 << 25, piece=1 << 25)
+_GPU = Blocking(whole=1 << 25, block=1 << 25, piece=1 << 25, rows=False)
 
 
 def _matmul(xp: Any, b: Array, a: Array) -> Array:
@@ -165,16 +172,20 @@ def _matmul(xp: Any, b: Array, a: Array) -> Array:
     return b @ a
 
 
-def _torch_matmul(xp: Any, b: Array, a: Array) -> Array:
-    """``_matmul`` outside ``torch.autocast``, which would run it in half
-    precision (a loss above 65504 would be inf)."""
-    import torch
-
+def _torch_dot(torch: Any, b: Array, a: Array) -> Array:
+    """``b @ a`` for PyTorch: ``torch.dot`` for two vectors, and otherwise a
+    matrix-vector product outside ``torch.autocast``, which would run it in
+    half precision (a loss above 65504 would be inf; ``dot`` is not cast)."""
+    if a.dtype != b.dtype:
+        common = torch.promote_types(a.dtype, b.dtype)
+        a, b = a.to(common), b.to(common)
+    if b.ndim == 1:
+        return torch.dot(b, a)
     device = a.device.type
     if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):
-            return _matmul(xp, b, a)
-    return _matmul(xp, b, a)
+            return b @ a
+    return b @ a
 
 
 def _torch_autodiff(arrays: tuple[Array, ...]) -> bool:
@@ -182,9 +193,11 @@ def _torch_autodiff(arrays: tuple[Array, ...]) -> bool:
 
     if torch._C._are_functorch_transforms_active():
         return True
-    if not torch.is_grad_enabled():
-        return False
-    return any(a is not None and a.requires_grad for a in arrays)
+    if torch.is_grad_enabled():
+        for a in arrays:
+            if a is not None and a.requires_grad:
+                return True
+    return False
 
 
 def _refuse_masked_chunks(names: tuple[str, ...], arrays: tuple[Array, ...]) -> None:
@@ -249,10 +262,13 @@ def _classify(xp: Any, sample: Array) -> Traits:
             "numpy",
             _NUMPY,
             dot=np.dot,
+            dot_batches=True,
             cast=_cast_hint("numpy", "method"),
         )
     if compat.is_torch_array(sample):
-        dot = functools.partial(_torch_matmul, xp)
+        import torch
+
+        dot = functools.partial(_torch_dot, torch)
         common: dict[str, Any] = {
             "dot": dot,
             "dot_batches": True,
