@@ -74,6 +74,18 @@ def test_plain_expression_is_what_the_limit_guards_against(
             ),
             id="axis",
         ),
+        pytest.param(
+            lambda y, r, yd, rd, w: l2loss.l2_loss_jvp(y, r, yd, weights=rd), id="weights"
+        ),
+        pytest.param(
+            lambda y, r, yd, rd, w: l2loss.l2_loss_jvp(
+                y.reshape(1000, -1),
+                r.reshape(1000, -1),
+                yd.reshape(1000, -1),
+                weights=rd[:1000] ** 2,
+            ),
+            id="weights-per-sample",
+        ),
     ],
 )
 def test_peak_extra_memory_at_1e7(
@@ -91,3 +103,12 @@ def test_batched_peak_extra_memory() -> None:
     y_dots = rng.standard_normal((k, n))
     peak = _peak(lambda: l2loss.l2_loss_jvp(y, y_ref, y_dots, batched=True))
     assert peak <= LIMIT, f"peak extra memory {peak / 2**20:.1f} MiB"
+
+
+def test_gradient_costs_its_own_size(arrays: tuple[np.ndarray[Any, Any], ...]) -> None:
+    """``l2_loss_grad`` computes the gradient it returns and nothing more: the
+    peak is that gradient (N items) and a block's temporaries, not the
+    unused ``y_ref`` cotangent beside it."""
+    y, y_ref = arrays[0], arrays[1]
+    peak = _peak(lambda: l2loss.l2_loss_grad(y, y_ref))
+    assert peak <= 8 * N + LIMIT, f"peak extra memory {peak / 2**20:.1f} MiB"
