@@ -52,6 +52,9 @@ OPTIONAL = {
     "distributed": "dask.distributed",
     "array_api_strict": "array-api-strict",
     "matplotlib": "Matplotlib",
+    "sklearn": "scikit-learn",
+    "scipy": "SciPy",
+    "optax": "optax",
 }
 
 RUN = {"python", "py", "python3", "pycon", "console"}
