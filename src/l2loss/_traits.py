@@ -86,15 +86,16 @@ class Traits:
         ``vecdot`` goes through more machinery for the same BLAS call (NumPy),
         or has none of its own (CuPy, PyTorch).
     dot_batches
-        Whether ``dot`` also takes ``b`` with a leading axis of directions
-        (a matrix-vector product; NumPy's would round differently from one
-        dot per direction, so it does not).
+        Whether ``dot`` also takes ``b`` with a leading axis of directions:
+        one matrix-vector product for K directions.
     dot_float32
         Whether ``dot`` may sum float32: PyTorch's CPU dot accumulates a whole
         piece in float32, its ``sum`` does not.
     sum_products
-        Whether inner products over an axis are ``sum(conj(a) * b)`` rather
-        than ``vecdot`` (PyTorch and CuPy, whose ``vecdot`` is that or slower).
+        Whether inner products over an axis are sums of products rather than
+        ``vecdot``: PyTorch's ``torch.sum`` is exact to a few ulps where its
+        ``vecdot`` (a batched matrix product) accumulates sequentially, and
+        CuPy's ``vecdot`` is slower.
     compile
         Whether a call is compiled whole (JAX: ``jax.jit``, cached by shapes
         and dtypes); called eagerly, JAX would dispatch every operation alone.
