@@ -37,9 +37,8 @@ _NAMES = ("y", "y_ref", "y_dot", "y_ref_dot", "where", "weights")
 
 
 class Kind:
-    """What every call with the same argument types, dtypes and shapes, device
-    of ``y``, ``axis`` and ``batched`` shares: its checks, made once, and its
-    plan.
+    """What every call with the same argument types, dtypes and shapes,
+    ``axis`` and ``batched`` shares: its checks, made once, and its plan.
 
     Attributes
     ----------
@@ -153,7 +152,7 @@ def _unzip(pairs: list[tuple[str, Array]]) -> tuple[tuple[str, ...], tuple[Array
     return tuple(n for n, _ in pairs), tuple(a for _, a in pairs)
 
 
-# Kinds of calls, by their key (see _kind). Bounded: a program that sees ever
+# Kinds of calls by their key (see _kind), bounded: a program that sees ever
 # new shapes must not grow it without end.
 _KINDS: dict[tuple[Any, ...], Kind] = {}
 _KINDS_SIZE = 512
