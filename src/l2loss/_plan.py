@@ -2,21 +2,23 @@
 
 :func:`plan` reads the library's traits (``_traits.py``), the dtypes, the
 shape, the reduced axes, batching and weights, and returns the evaluation to
-run; nothing else chooses. There are two:
+run; nothing else chooses. Each is the rule of ``_rule.py`` laid over the
+data a different way:
 
-- :class:`Whole`, the plain expression: the rule (``_rule.py``) once over the
-  whole arrays, with the library's best inner product. Lazy libraries always
-  take it (their compiler or scheduler fuses and chunks it), and eager ones
-  while the data fit in cache, where the library's own kernels are as fast
-  as anything can be.
-- :class:`Blocks`, for eager libraries on larger inputs: the arrays are viewed,
-  without copying, as pieces of at most ``Blocking.piece`` items, one row of
-  pieces per result (``(M, Q, P)``, plus a tail of shorter pieces), and the
-  rule runs block by block, so every temporary stays in cache and each input
-  is read once. Pieces' sums are added pairwise (``sum``) at the end.
+- the plain expression: the rule once over the arrays as they are (lazy
+  libraries, whose compiler or scheduler fuses and chunks it, and reductions
+  over leading axes), or viewed as one vector or as rows (:class:`Whole`),
+  with the library's best inner product; eager libraries take it while the
+  data fit in cache, where their own kernels are as fast as anything can be;
+- :class:`Blocks`, for eager libraries beyond: the arrays viewed, without a
+  copy, as rows of pieces of at most ``Blocking.piece`` items, one row per
+  result, and the rule run block by block (on several threads where that
+  pays), so every temporary stays in cache and each input is read once;
+- :class:`Pieces`, for a long vector on libraries whose every call costs more
+  than a short dot (PyTorch, GPUs): 1-D pieces, each summed by their dot.
 
-Inputs that cannot be viewed that way without a copy (transposed, strided)
-take the plain expression over the arrays as they are.
+The pieces' sums are added pairwise at the end. Inputs that cannot be viewed
+without a copy (transposed, strided) take the plain expression as they are.
 """
 
 from __future__ import annotations
