@@ -166,6 +166,42 @@ def parity(data: dict[str, Any], backend: str | None = None, dtype: str | None =
     return table(header, rows)
 
 
+def _group(c: dict[str, Any]) -> str:
+    """The row of a case in the compact table: its group, 1-D cases by size."""
+    if c["group"] != "1-D":
+        return {"axis": "per sample (`axis=-1`)", "batched": "K directions"}.get(
+            c["group"], f"`{c['group']}=`"
+        )
+    return "1-D, N <= 1e5" if c["items"] <= 100_000 else "1-D, N >= 1e6"
+
+
+@renderer("parity-groups", "parity-cpu.json")
+def parity_groups(data: dict[str, Any]) -> str:
+    """A compact table: per group of cases (rows) and backend and dtype (columns),
+    the median ratio and, in brackets, the lowest."""
+    cases = data["cases"]
+    if not cases:
+        raise ReportError("the parity JSON holds no case")
+    columns = list(dict.fromkeys((c["backend"], c["dtype"]) for c in cases))
+    groups: dict[str, dict[tuple[str, str], list[float]]] = {}
+    for c in cases:
+        groups.setdefault(_group(c), {}).setdefault((c["backend"], c["dtype"]), []).append(
+            c["ratio"]
+        )
+    header = ["cases", *(f"{LIBRARIES[b]} {dtype_short(d)}" for b, d in columns)]
+    rows = [
+        [
+            name,
+            *(
+                f"{ratio(statistics.median(r))} ({ratio(min(r))})" if (r := row.get(col)) else ""
+                for col in columns
+            ),
+        ]
+        for name, row in groups.items()
+    ]
+    return table(header, rows)
+
+
 @renderer("parity-summary", "parity-cpu.json")
 def parity_summary(data: dict[str, Any]) -> str:
     """One sentence: how many cases, the median ratio, and where l2loss is slower."""

@@ -185,6 +185,15 @@ def test_parity_filtered_shows_times_and_range() -> None:
         render("parity", PARITY, backend="cupy")
 
 
+def test_parity_groups_gives_medians_and_lowest() -> None:
+    rows = _rows(render("parity-groups", PARITY))
+    assert rows[0] == ["cases", "NumPy f64", "PyTorch f64", "NumPy f32"]
+    by_group = {r[0]: r[1:] for r in rows[1:]}
+    assert by_group["1-D, N <= 1e5"] == ["1.52 (1.52)", "1.31 (1.31)", "1.25 (1.25)"]
+    assert by_group["per sample (`axis=-1`)"] == ["0.93 (0.93)", "1.02 (1.02)", ""]
+    assert by_group["K directions"] == ["2.40 (2.40)", "", ""]
+
+
 def test_parity_summary_names_the_slowest_cases() -> None:
     text = render("parity-summary", PARITY)
     assert text.startswith("Over 6 cases,")
