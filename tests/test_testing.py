@@ -125,6 +125,37 @@ def test_correct_rules_pass_on_drawn_problems(be: Backend, data: st.DataObject) 
         check_vjp(fun, vjp, primals, seed=seed)
 
 
+def test_tiny_entries_beside_a_large_one(be: Backend) -> None:
+    """Found by the test above: residuals of 1e-18 beside one of 1, one loss
+    per entry. The step, sized by the largest primal, is far above 1e-18, so
+    the moved points ``1e-18 + h t`` round in float64 and their centre moves
+    off the primals by up to 3e-20, a few % of the residual: the difference
+    is off by that much where the rule is right (the old tolerance, for the
+    rounding of f alone, failed it on every backend)."""
+    y = be.asarray(np.array([1.0, 0.0, 0.0]), dtype="float32")
+    r = be.asarray(np.full(3, 1e-18), dtype="float32")
+
+    def fun(y: Any, r: Any) -> Any:
+        return l2_loss(y, r, axis=())
+
+    def jvp(y: Any, r: Any, t: Any, u: Any) -> Any:
+        return l2_loss_jvp(y, r, t, u, axis=())
+
+    with be.computing():
+        assert check_jvp(fun, jvp, [y, r], seed=28372614).error <= 1.0
+        check_vjp(fun, lambda y, r: l2_loss_vjp(y, r, axis=()), [y, r], seed=28372614)
+        # The allowance is for the entries whose points rounded: the large
+        # one still catches a rule off by the single-precision power.
+        for factor in (1 + POWER["float32"], 1 - POWER["float32"]):
+
+            def scaled(y: Any, r: Any, t: Any, u: Any, factor: float = factor) -> Any:
+                L, L_dot = jvp(y, r, t, u)
+                return L, L_dot * factor
+
+            with pytest.raises(AssertionError, match=r"tangent output \(J t\) differs"):
+                check_jvp(fun, scaled, [y, r], seed=28372614)
+
+
 # The detection power the docstrings state: relative errors of J t and of the
 # cotangents that are caught in every seed, with the differences in float64,
 # and where ``fun`` refuses float64 and they run in single precision.

@@ -16,11 +16,16 @@ The finite differences are of fourth order, ``(8 D(h) - D(2h)) / 12h`` with
 (complex128 for complex primals) on the primals' own library and device where
 it has that dtype and ``fun`` accepts it, and in the primals' precision
 otherwise; the moved points are rounded so that they are exact in that
-precision. Tolerances are relative to the magnitudes involved: ``rtol |J t|``
-for truncation and for the rule's own rounding, ``eps |f(x +- h t)| / h`` for
-the rounding of ``f``, and ``eps |g| |t|`` (``|g|`` the gradient's norm,
-measured along random directions) for a ``J t`` that cancels; none is an
-absolute floor, except the smallest normal number per term for what underflows.
+precision wherever the move is no larger than the primal. Tolerances are
+relative to the magnitudes involved: ``rtol |J t|`` for truncation and for
+the rule's own rounding, ``eps |f(x +- h t)| / h`` for the rounding of ``f``,
+``eps |g| |t|`` (``|g|`` the gradient's norm, measured along random
+directions) for a ``J t`` that cancels, and ``|c| |H| |t|`` where a primal far
+smaller than its move makes ``x +- h t`` round, so that the points are
+centred at ``x + c`` (``|c|`` exact, about ``eps h |t|``; ``|H|`` the
+Hessian's norm, measured from the second differences along the same
+directions); none is an absolute floor, except the smallest normal number per
+term for what underflows.
 
 Both functions raise ``AssertionError`` with the numbers on failure, among
 them an output of the wrong shape, of a complex dtype where ``fun``'s is real
@@ -267,7 +272,8 @@ def _exact_step(x: Host, s: Host) -> Host:
     """The step ``s`` rounded so that ``x + s`` and ``x - s`` are exact in
     ``x``'s dtype wherever ``|s| <= |x|``: the difference is then centred on
     ``x`` itself, which matters where ``f`` is flat (``y == y_ref``).
-    Elsewhere their rounding moves the centre by at most an ulp of ``s``."""
+    Elsewhere their rounding moves the centre by at most an ulp of ``s``,
+    which :func:`_centre_shift` measures for the tolerance."""
     if np.iscomplexobj(x):
         part = x.real.dtype
         re = _exact_step(x.real, np.asarray(s.real, dtype=part))
@@ -287,14 +293,37 @@ def _exact_step(x: Host, s: Host) -> Host:
         return np.asarray(np.where(near, k * ulp, s), dtype=x.dtype)
 
 
+@_quiet
+def _centre_shift(xs: Sequence[Host], steps: Sequence[Host | None]) -> float:
+    """The norm of ``c``, where the rounded points ``x + s`` and ``x - s`` are
+    centred at ``x + c``. Knuth's TwoSum gives each rounding exactly (a
+    complex sum rounds its real and imaginary parts apart); non-finite moves
+    are masked-out entries."""
+    total = 0.0
+    for x, s in zip(xs, steps, strict=True):
+        if s is None or not np.issubdtype(x.dtype, np.inexact):
+            continue
+        off = np.zeros(x.shape, dtype=np.complex128 if np.iscomplexobj(x) else np.float64)
+        for d in (s, -s):
+            moved = x + d
+            back = moved - x
+            off = off + ((x - (moved - back)) + (d - back))  # (x + d) - moved
+        total += _norm(off / 2) ** 2
+    return math.sqrt(total)
+
+
 @dataclass
 class _Plan:
     """Where one finite difference evaluates ``fun``: step ``h``, the four
-    ``points`` (host primals), and the tangent ``t`` they move along."""
+    ``points`` (host primals), and the tangent ``t`` they move along;
+    ``shift`` bounds how far the rounding of the points moved their centre
+    (``(4 |c_h| + |c_2h|) / 3``), and ``t_norm`` is ``|t|``."""
 
     h: float
     points: list[list[Host]]
     t: list[Host | None]
+    shift: float
+    t_norm: float
 
 
 @dataclass
@@ -345,6 +374,7 @@ class _Differences:
         self.read = False
         self.y_host: Host = np.empty(0)
         self.f0: Host = np.empty(0)
+        self.fx: Host = np.empty(0)
         self.eps = float(_finfo(y_fd).eps) if _is_floating(y_fd) else _eps(self.primals)
         self.tiny = _tiny([y_fd]) if _is_floating(y_fd) else _tiny(self.primals)
         moving = [x for x, f in zip(self.x, self.floating, strict=True) if f]
@@ -373,10 +403,31 @@ class _Differences:
         first = [] if self.read else [self.y, self.y_fd]
         values = _hosts(*first, *outputs, *extra)
         if first:
-            self.y_host, self.f0, self.read = values[0], np.abs(values[1]), True
+            self.y_host, self.fx, self.read = values[0], values[1], True
+            self.f0 = np.abs(self.fx)
             values = values[2:]
-        diffs = [self._combine(p, values[4 * i : 4 * i + 4]) for i, p in enumerate(plans)]
+        at = [values[4 * i : 4 * i + 4] for i in range(len(plans))]
+        curvature = self._curvature(plans, at)
+        diffs = [self._combine(p, v, curvature) for p, v in zip(plans, at, strict=True)]
         return diffs, values[4 * len(plans) :]
+
+    @_quiet
+    def _curvature(self, plans: Sequence[_Plan], at: Sequence[Sequence[Host]]) -> Host:
+        """The Hessian's norm per output, from ``E (t^T H t)^2 >= 2 |H|^2``
+        for standard normal ``t``: the r.m.s. of the second differences
+        ``(f(x + k t) + f(x - k t) - 2 f(x)) / k^2`` of every plan."""
+        second = np.abs(
+            [
+                (plus + minus - 2 * self.fx) / k / k  # k * k may overflow or underflow
+                for p, (p1, m1, p2, m2) in zip(plans, at, strict=True)
+                for plus, minus, k in ((p1, m1, p.h), (p2, m2, 2 * p.h))
+            ]
+        )
+        second = np.where(np.isfinite(second), second, 0.0)
+        # Scaled by the largest, so that squaring cannot overflow.
+        top = np.max(second, axis=0)
+        unit = np.where(top > 0, top, 1.0)
+        return np.asarray(top * np.sqrt(np.mean((second / unit) ** 2, axis=0)))
 
     @_quiet
     def plan(self, tangents: Sequence[Host | None]) -> _Plan:
@@ -406,10 +457,15 @@ class _Differences:
             None if a is None or b is None else (8 * _host_array(a) - _host_array(b)) / (6 * h)
             for a, b in zip(s1, s2, strict=True)
         ]
-        return _Plan(h, points, moved_along)
+        # Where |s| > |x| the points round and their centre moves off x by c:
+        # the difference is then J at x + c, off by about c^T H t (H the
+        # Hessian), as the combination weighs (4 c_h - c_2h) / 3.
+        shift = (4 * _centre_shift(self.x, s1) + _centre_shift(self.x, s2)) / 3
+        t_norm = math.sqrt(sum(_norm(t) ** 2 for t in moved_along if t is not None))
+        return _Plan(h, points, moved_along, shift, t_norm)
 
     @_quiet
-    def _combine(self, plan: _Plan, values: Sequence[Host]) -> _Diff:
+    def _combine(self, plan: _Plan, values: Sequence[Host], curvature: Host) -> _Diff:
         h, t = plan.h, plan.t
         p1, m1, p2, m2 = values
         jt = (8 * (p1 - m1) - (p2 - m2)) / (12 * h)
@@ -418,7 +474,10 @@ class _Differences:
         # each of its n terms may also underflow (to 0, where flushed).
         big = np.where(np.isfinite(big), big, 0.0)
         rounding = 4 * _sum_terms(self.n) * self.eps * big + self.n * self.tiny
-        return _Diff(jt, t, 1.5 * rounding / h)
+        # The rounded points' centre shift c costs |c^T H t| <= |c| |H| |t|;
+        # four times the measured |H|, as a few random directions may miss it.
+        moved = 4 * curvature * plan.t_norm * plan.shift
+        return _Diff(jt, t, 1.5 * rounding / h + moved)
 
 
 def _compare_primal(got: Host, d: _Differences) -> float:
@@ -488,8 +547,12 @@ def check_jvp(
     shape, equal to it to ``64 eps`` relative. The tangent output must be an
     array of that shape and kind (real or complex) and match the central
     difference of ``fun`` to ``rtol |J t|`` plus the rounding of ``f``
-    (``eps |f(x +- h t)| / h``) and of a ``J t`` that cancels (``eps |g| |t|``,
-    ``|g|`` the gradient's norm measured along ``directions`` random ones).
+    (``eps |f(x +- h t)| / h``), of a ``J t`` that cancels (``eps |g| |t|``,
+    ``|g|`` the gradient's norm measured along ``directions`` random ones) and
+    of the points ``x +- h t`` where a primal is far smaller than its move
+    (``|c| |H| |t|``, see the module's docstring): the step is sized by the
+    largest primal, so an output that depends only on tiny ones is checked
+    only as closely as the difference at that step can resolve it.
 
     Detection power, which ``test_detection_power`` in ``tests/test_testing.py``
     asserts on every backend: on random problems (standard normal ``y`` and
@@ -611,9 +674,9 @@ def check_vjp(
     ``t`` is random standard normal and ``J t`` comes from central finite
     differences, ``c`` is random standard normal of the output's shape and
     kind unless given, and the two sides must agree to ``rtol`` times
-    ``sum |J t| |c|`` plus the rounding of ``f`` and of the pullback
-    (``eps sum |J^T c| |t|``). The primal output is checked as in
-    :func:`check_jvp`.
+    ``sum |J t| |c|`` plus the rounding of ``f`` and of the moved points (as
+    in :func:`check_jvp`) and of the pullback (``eps sum |J^T c| |t|``). The
+    primal output is checked as in :func:`check_jvp`.
 
     Detection power, which ``test_detection_power`` in ``tests/test_testing.py``
     asserts on every backend: on random problems (standard normal ``y`` and
