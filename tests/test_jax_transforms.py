@@ -225,9 +225,9 @@ def test_eager_calls_run_as_one_compiled_computation(
     traced: list[bool] = []
     body = _api._jvp
 
-    def spy(k: Any, o: Any, *rest: Any) -> Any:
-        traced.append(isinstance(o.y, jax.core.Tracer))
-        return body(k, o, *rest)
+    def spy(k: Any, y: Any, *rest: Any) -> Any:
+        traced.append(isinstance(y, jax.core.Tracer))
+        return body(k, y, *rest)
 
     monkeypatch.setattr(_api, "_jvp", spy)
     p = _problem(be)
