@@ -232,18 +232,31 @@ class _Cotangent(torch.autograd.Function):  # type: ignore[misc]
         return _api._like(k, t, y)
 
 
+def _apply(fn: Any, *args: Any) -> Any:
+    """``fn.apply(*args)``. Outside ``torch.func`` transforms and
+    ``torch.compile`` it goes straight to autograd's C entry: ``Function.apply``
+    binds the arguments through ``inspect.signature`` on every call, which costs
+    more than the loss itself at small sizes, and every argument here is
+    positional."""
+    if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
+        return fn.apply(*args)
+    unwrap = torch._C._functorch.unwrap_if_dead  # a tensor escaped from a transform
+    args = tuple(unwrap(a) if isinstance(a, torch.Tensor) else a for a in args)
+    return super(torch.autograd.Function, fn).apply(*args)
+
+
 def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
     """``op(k, operands, *extra)`` of ``_api`` through the Functions above."""
     y, y_ref, y_dot, y_ref_dot, mask, weights = arrays
     if op is _api._cotangents:
-        y_bar = _Cotangent.apply(y, y_ref, extra[0], mask, weights, k)
+        y_bar = _apply(_Cotangent, y, y_ref, extra[0], mask, weights, k)
         both = extra[1] if len(extra) > 1 else True
         return y_bar, (_api._like(k, -y_bar, y_ref) if both else None)
-    L, L_dot = _Values.apply(y, y_ref, y_dot, y_ref_dot, mask, weights, k)
+    L, L_dot = _apply(_Values, y, y_ref, y_dot, y_ref_dot, mask, weights, k)
     if op is _api._jvp:
         return L, L_dot
     if op is _api._loss:
         return L
     if op is _api._grad:
-        return L, _Cotangent.apply(y, y_ref, 1.0, mask, weights, k)
+        return L, _apply(_Cotangent, y, y_ref, 1.0, mask, weights, k)
     raise AssertionError(op)
