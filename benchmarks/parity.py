@@ -422,6 +422,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="torch.set_num_threads (default: PyTorch's own, what a user gets)",
     )
     p.add_argument("--rounds", type=int, help=f"default {ROUNDS} (quick {QUICK_ROUNDS})")
+    p.add_argument("--no-plot", action="store_true", help="write the JSON only")
     p.add_argument("--out", type=Path, default=_timing.ROOT / "docs" / "_static")
     p.add_argument("--name", default="parity-cpu", help="stem of the JSON and PNG files")
     return p.parse_args(argv)
@@ -479,7 +480,8 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
     result["conditions"]["end"] = _timing.conditions()
     result["overhead_target"] = overhead_target(result["cases"])
     json_path = write(result, args.out, args.name)
-    plot(result, args.out / f"{args.name}.png")
+    if not args.no_plot:
+        plot(result, args.out / f"{args.name}.png")
     slower = sum(r["ratio"] < 1.0 for r in result["cases"])
     target = result["overhead_target"]
     print(
