@@ -57,7 +57,7 @@ Fn = Callable[[], Any]
 
 # Pause before each timed case: the thread pools of the case timed before it
 # keep spinning on the cores after their last call (OpenBLAS's threads hold a
-# core for about 0.1 s after a two-thread np.dot: `python benchmarks/probe.py`;
+# core for a while after a two-thread np.dot;
 # OpenMP and XLA pools may do the same), and the next case would find one core
 # taken. After the pause the case runs once untimed for as long as its timed
 # run (caches, clock, thread wake-up), so every case is timed in its own
