@@ -253,10 +253,10 @@ def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
 
 
 def test_torch_float32_is_summed_in_pieces_not_one_dot() -> None:
-    """PyTorch's CPU dot accumulates float32 over a whole vector; l2loss sums
-    a float32 residual as products instead (``Traits.dot_float32``), a
-    float64 one with the dot over 1-D pieces, and both reach a few ulps of
-    the exactly rounded sum of many pieces."""
+    """PyTorch's CPU dot accumulates float32 over a whole vector; l2loss gives
+    it float32 vectors of at most 8192 items (``Traits.dot_float32``) and sums
+    longer ones as products, a float64 residual with the dot over 1-D pieces,
+    and both reach a few ulps of the exactly rounded sum of many pieces."""
     torch = pytest.importorskip("torch")
     n = 3 * (1 << 20) + 5
     rng = np.random.default_rng(3)
@@ -286,7 +286,7 @@ def test_torch_autocast_keeps_float32(be: Backend, n: int) -> None:
     half = torch.float16 if be.device.type == "cuda" else torch.bfloat16
     T = be.asarray(np.ones((2, n), dtype=np.float32))
     with (
-        override("torch", dot_float32=True, blocking=blocking),
+        override("torch", dot_float32=None, blocking=blocking),
         torch.autocast(be.device.type, dtype=half),
     ):
         L, Ld = l2_loss_jvp(y, r, t)

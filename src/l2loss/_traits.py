@@ -89,8 +89,9 @@ class Traits:
         Whether ``dot`` also takes ``b`` with a leading axis of directions:
         one matrix-vector product for K directions.
     dot_float32
-        Whether ``dot`` may sum float32: PyTorch's CPU dot accumulates a whole
-        piece in float32, its ``sum`` does not.
+        The longest float32 vector ``dot`` may sum (None: any length):
+        PyTorch's CPU dot accumulates float32 along the whole vector, so it
+        takes only vectors as short as the pieces the accuracy bound allows.
     sum_products
         Whether inner products over an axis are sums of products rather than
         ``vecdot``: PyTorch's ``torch.sum`` is exact to a few ulps where its
@@ -128,7 +129,7 @@ class Traits:
     blocking: Blocking | None
     dot: Callable[[Array, Array], Array] | None = None
     dot_batches: bool = False
-    dot_float32: bool = True
+    dot_float32: int | None = None
     sum_products: bool = False
     compile: bool = False
     check_devices: bool = False
@@ -159,6 +160,9 @@ _NUMPY = Blocking(
     parallel=3 << 18,
 )
 # PyTorch on the CPU threads each operation itself.
+# The longest float32 vector PyTorch's CPU dot sums: NumPy's piece, the D of
+# the documented error bound.
+_FLOAT32_DOT = 1 << 13
 _TORCH_CPU = Blocking(whole=1 << 18, block=1 << 20, piece=1 << 20, rows=False)
 # A GPU runs a block per kernel, and each launch costs more than a small
 # block's work: blocks only bound the temporaries of very large inputs.
@@ -279,7 +283,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             "cast": _cast_hint("torch", "to"),
         }
         gpu = Traits(xp, "torch", _GPU, **common)
-        return Traits(xp, "torch", _TORCH_CPU, dot_float32=False, accelerated=gpu, **common)
+        return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, accelerated=gpu, **common)
     if compat.is_cupy_array(sample):
         return Traits(
             xp,
