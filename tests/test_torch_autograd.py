@@ -1,6 +1,9 @@
-"""PyTorch's autodiff runs l2loss's own rules: every public function on tensors
-that require grad (or under torch.func) goes through autograd Functions whose
-backward is the pullback and whose jvp is the pushforward. Checked with
+"""PyTorch's autodiff of every public function on tensors that require grad
+(or under torch.func), both ways it happens: in cache PyTorch records the
+plan's few operations and differentiates them itself; beyond, the calls go
+through autograd Functions whose backward is l2loss's pullback and whose jvp
+is its pushforward (forced here on small inputs by a plan with no in-cache
+size, the ``path`` fixture). Checked with
 gradcheck and gradgradcheck (forward mode, batched gradients, forward over
 reverse), torch.func's transforms against autodiff of the plain expression,
 torch.compile, half precision, and the memory of a training step.
@@ -13,6 +16,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,12 +24,24 @@ import pytest
 from backends import session_modules
 
 from l2loss import l2_loss, l2_loss_grad, l2_loss_jvp, l2_loss_vjp
+from l2loss._traits import Blocking, override
 
 (torch,) = session_modules("torch", "torch", why="PyTorch's autodiff: torch session")
 
 pytestmark = pytest.mark.parametrize("be", ["torch"], indirect=True)
 
 SHAPE = (3, 4)
+
+
+@pytest.fixture(params=["recorded", "rules"])
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """``recorded``: the default plan, in cache for these inputs. ``rules``:
+    a plan with no in-cache size, so every call takes blocks and the Functions."""
+    if request.param == "recorded":
+        yield request.param
+        return
+    with override("torch", blocking=Blocking(whole=0, block=1 << 12, piece=1 << 12)):
+        yield request.param
 
 
 def _inputs(dtype: Any, batched: bool, seed: int = 0) -> tuple[Any, ...]:
@@ -62,7 +78,7 @@ def _options(dtype: Any, axis: Any, where: bool, weights: str | None) -> dict[st
 )
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
 def test_gradcheck_and_gradgradcheck(
-    be: Any, dtype: str, axis: Any, where: bool, weights: str | None, batched: bool
+    be: Any, path: str, dtype: str, axis: Any, where: bool, weights: str | None, batched: bool
 ) -> None:
     """Every public function, its first and second derivatives in both modes
     and with batched gradients, against finite differences."""
@@ -100,7 +116,7 @@ def _plain(y: Any, r: Any) -> Any:
 
 
 @pytest.mark.parametrize("dtype", ["float64", "complex128"])
-def test_torch_func_transforms_agree_with_autodiff(be: Any, dtype: str) -> None:
+def test_torch_func_transforms_agree_with_autodiff(be: Any, path: str, dtype: str) -> None:
     """grad, jvp, vjp, vmap, jacrev, jacfwd and hessian of l2_loss equal those
     of the plain expression, which PyTorch differentiates itself."""
     dt = getattr(torch, dtype)
@@ -141,7 +157,7 @@ def test_torch_func_transforms_agree_with_autodiff(be: Any, dtype: str) -> None:
     )
 
 
-def test_create_graph_differentiates_the_backward(be: Any) -> None:
+def test_create_graph_differentiates_the_backward(be: Any, path: str) -> None:
     """``backward(create_graph=True)`` records l2loss's pullback, so the
     gradient can be differentiated again (a gradient penalty)."""
     y, r, _, _ = _inputs(torch.float64, False, seed=4)
@@ -152,7 +168,7 @@ def test_create_graph_differentiates_the_backward(be: Any) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_half_precision_gradients(be: Any, dtype: str) -> None:
+def test_half_precision_gradients(be: Any, path: str, dtype: str) -> None:
     dt = getattr(torch, dtype)
     y = torch.linspace(-1, 1, 50, dtype=dt).requires_grad_(True)
     r = torch.zeros(50, dtype=dt)
@@ -166,7 +182,7 @@ def test_half_precision_gradients(be: Any, dtype: str) -> None:
 
 # PyTorch's notices while Dynamo traces (about array-api-compat, and its own internals).
 @pytest.mark.filterwarnings("ignore::UserWarning")
-def test_torch_compile_runs_and_agrees(be: Any) -> None:
+def test_torch_compile_runs_and_agrees(be: Any, path: str) -> None:
     """A compiled training step gives the eager step's loss and gradient. The
     graph breaks at l2loss's Functions (Dynamo does not trace a Function with
     a custom jvp), which then run as they do eagerly."""
@@ -186,12 +202,14 @@ def test_torch_compile_runs_and_agrees(be: Any) -> None:
     torch.testing.assert_close(g, g_eager, rtol=1e-15, atol=0)
 
 
-def test_nothing_is_recorded_without_grad(be: Any) -> None:
-    """Tensors that require no grad take the plain evaluation: no graph."""
+def test_nothing_is_recorded_without_grad(be: Any, path: str) -> None:
+    """Tensors that require no grad take the plain evaluation: no graph. With
+    grad, PyTorch's own operations in cache, l2loss's Function beyond."""
     y, r = torch.randn(10), torch.randn(10)
     assert l2_loss(y, r).grad_fn is None
     y.requires_grad_(True)
-    assert type(l2_loss(y, r).grad_fn).__name__ == "_ValuesBackward"
+    node = type(l2_loss(y, r).grad_fn).__name__
+    assert (node == "_ValuesBackward") == (path == "rules"), node
     with torch.no_grad():
         assert l2_loss(y, r).grad_fn is None
 

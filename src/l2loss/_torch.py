@@ -1,7 +1,9 @@
 """PyTorch's automatic differentiation calls l2loss's rules.
 
 A call whose tensors require grad, or that runs under a ``torch.func``
-transform, goes through the autograd Functions here: their ``forward`` is
+transform, is differentiated by PyTorch itself while the plan evaluates it in
+cache (a few operations). Beyond, and for every pullback, it goes through the
+autograd Functions here: their ``forward`` is
 l2loss's evaluation (nothing of it is recorded), their ``backward`` the
 pullback and their ``jvp`` the pushforward, each written with the rule of
 ``_rule.py`` in PyTorch operations, so that they are differentiable in turn
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 
 from . import _api, _rule
-from ._plan import _axes_inner
+from ._plan import Blocks, Pieces, _axes_inner
 
 __all__ = ["call"]
 
@@ -248,6 +250,11 @@ def _apply(fn: Any, *args: Any) -> Any:
 def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
     """``op(k, operands, *extra)`` of ``_api`` through the Functions above."""
     y, y_ref, y_dot, y_ref_dot, mask, weights = arrays
+    if op is not _api._cotangents and not isinstance(k.evaluate, (Blocks, Pieces)):
+        # In cache the plan's evaluation is a few operations, which PyTorch
+        # differentiates itself at the speed of its own losses (torch.func
+        # included); blocks would record operations per block.
+        return op(k, *arrays)
     if op is _api._cotangents:
         y_bar = _apply(_Cotangent, y, y_ref, extra[0], mask, weights, k)
         both = extra[1] if len(extra) > 1 else True
