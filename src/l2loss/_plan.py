@@ -382,6 +382,11 @@ def _pieces(r: int, longest: int) -> tuple[int, int]:
     return r // longest, r % longest
 
 
+def _itemsize(xp: Any, dt: Dtypes) -> int:
+    """Bytes per item of the residual's working dtype."""
+    return xp.finfo(dt.work).bits // 8 * (2 if dt.complex else 1)
+
+
 def plan(
     traits: Traits,
     full: Dtypes,
@@ -421,7 +426,7 @@ def plan(
     m, r = math.prod(shape[:split]), math.prod(shape[split:])
     rows = _Layout((m, r), (m, 1) if leading else (m, r), kept, fold)
     piece, batched = blocking.piece, bool(batch)
-    if size <= blocking.whole:
+    if size * _itemsize(xp, primal) <= 8 * blocking.whole:
         if not kept and not leading:
             inner = _last_inner(traits, full, primal, True, batched, piece, size)
             if ndim == 1:  # a vector, summed as it is

@@ -34,9 +34,10 @@ class Blocking:
     Attributes
     ----------
     whole
-        Items of ``y`` up to which the plain expression over the whole arrays
-        is the fastest evaluation (the data sit in cache, and the library's
-        own kernels are as good as any); above it the inputs go in blocks.
+        Items of ``y``, counted as 8 bytes each, up to which the plain
+        expression over the whole arrays is the fastest evaluation (the data
+        sit in cache, and the library's own kernels are as good as any); above
+        it the inputs go in blocks. The cache holds twice as many float32 items.
     block
         Items per block: each block's residual and products stay in cache,
         and no temporary is larger than a block.
