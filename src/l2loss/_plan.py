@@ -384,7 +384,8 @@ def _pieces(r: int, longest: int) -> tuple[int, int]:
 
 def _itemsize(xp: Any, dt: Dtypes) -> int:
     """Bytes per item of the residual's working dtype."""
-    return xp.finfo(dt.work).bits // 8 * (2 if dt.complex else 1)
+    bits: int = xp.finfo(dt.work).bits
+    return bits // 8 * (2 if dt.complex else 1)
 
 
 def plan(
