@@ -179,12 +179,46 @@ class _Layout(NamedTuple):
         return sq, ip
 
 
-class Whole:
+class _Viewed:
+    """An evaluation over views of the operands (``layout``); operands that
+    cannot be viewed without a copy take the plain expression as they are,
+    with ``fallback``, an inner product over any axes."""
+
+    __slots__ = ("batch", "dt", "fallback", "inner", "layout", "xp")
+    xp: Any
+    dt: Dtypes
+    inner: Inner
+    layout: _Layout
+    batch: tuple[int, ...]
+    fallback: Inner
+
+    def __call__(
+        self,
+        y: Array,
+        y_ref: Array,
+        y_dot: Array,
+        y_ref_dot: Array,
+        mask: Array,
+        weights: Array,
+        zero: Array,
+    ) -> tuple[Array, Array]:
+        o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
+        try:
+            v = self.layout.operands(self.xp, o, self.batch)
+        except (ValueError, AttributeError, RuntimeError):
+            return sums(self.xp, self.dt, self.fallback, *o, zero)
+        return self._over(v, zero)
+
+    def _over(self, v: Operands, zero: Array) -> tuple[Array, Array]:
+        raise NotImplementedError
+
+
+class Whole(_Viewed):
     """The rule once over the whole arrays, viewed as ``layout`` (a view that
     cannot be made without a copy falls back to the arrays as they are, with
     an inner product over any axes)."""
 
-    __slots__ = ("batch", "dt", "fallback", "inner", "layout", "xp")
+    __slots__ = ()
 
     def __init__(
         self,
@@ -198,26 +232,12 @@ class Whole:
         self.xp, self.dt, self.inner, self.layout = xp, dt, inner, layout
         self.batch, self.fallback = batch, fallback
 
-    def __call__(
-        self,
-        y: Array,
-        y_ref: Array,
-        y_dot: Array,
-        y_ref_dot: Array,
-        mask: Array,
-        weights: Array,
-        zero: Array,
-    ) -> tuple[Array, Array]:
-        xp, dt = self.xp, self.dt
-        o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
-        try:
-            v = self.layout.operands(xp, o, self.batch)
-        except (ValueError, AttributeError, RuntimeError):
-            return sums(xp, dt, self.fallback, *o, zero)
-        return self.layout.results(xp, *sums(xp, dt, self.inner, *v, zero), self.batch)
+    def _over(self, v: Operands, zero: Array) -> tuple[Array, Array]:
+        xp = self.xp
+        return self.layout.results(xp, *sums(xp, self.dt, self.inner, *v, zero), self.batch)
 
 
-class Blocks:
+class Blocks(_Viewed):
     """The rule block by block over a ``(M, Q, P)`` view of the operands: one
     row of ``Q`` pieces of ``P`` items per result, and a ``(M, tail)``
     region of the last items of each row. A block is ``rows`` results by
@@ -225,19 +245,7 @@ class Blocks:
     the pieces are added pairwise at the end.
     """
 
-    __slots__ = (
-        "batch",
-        "dt",
-        "fallback",
-        "inner",
-        "layout",
-        "q",
-        "rows",
-        "span",
-        "tail",
-        "workers",
-        "xp",
-    )
+    __slots__ = ("q", "rows", "span", "tail", "workers")
 
     def __init__(
         self,
@@ -257,25 +265,11 @@ class Blocks:
         self.rows, self.span, self.inner, self.workers = rows, span, inner, workers
         self.batch, self.fallback = batch, fallback
 
-    def __call__(
-        self,
-        y: Array,
-        y_ref: Array,
-        y_dot: Array,
-        y_ref_dot: Array,
-        mask: Array,
-        weights: Array,
-        zero: Array,
-    ) -> tuple[Array, Array]:
+    def _over(self, flat: Operands, zero: Array) -> tuple[Array, Array]:
         xp, dt = self.xp, self.dt
         layout, q, tail, inner = self.layout, self.q, self.tail, self.inner
-        o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
         m, r = layout.shape
         p = (r - tail) // q
-        try:
-            flat = layout.operands(xp, o, self.batch)
-        except (ValueError, AttributeError, RuntimeError):
-            return sums(xp, dt, self.fallback, *o, zero)
         # Weights of whole rows (size 1 along them) are cut by rows only.
         rowwise = flat.weights is not None and flat.weights.shape[-1] == 1
         per_row = flat.weights if rowwise else None
@@ -315,12 +309,12 @@ class Blocks:
         return layout.results(xp, sq, ip, self.batch)
 
 
-class Pieces:
+class Pieces(_Viewed):
     """A full reduction of one vector (``layout`` views the arrays as one) in
     1-D pieces of ``piece`` items, each summed by the library's ``dot``,
     with the pieces' sums added pairwise at the end."""
 
-    __slots__ = ("batch", "dt", "fallback", "inner", "layout", "piece", "xp")
+    __slots__ = ("piece",)
 
     def __init__(
         self,
@@ -335,22 +329,8 @@ class Pieces:
         self.xp, self.dt, self.inner, self.layout = xp, dt, inner, layout
         self.piece, self.batch, self.fallback = piece, batch, fallback
 
-    def __call__(
-        self,
-        y: Array,
-        y_ref: Array,
-        y_dot: Array,
-        y_ref_dot: Array,
-        mask: Array,
-        weights: Array,
-        zero: Array,
-    ) -> tuple[Array, Array]:
+    def _over(self, v: Operands, zero: Array) -> tuple[Array, Array]:
         xp, dt, inner, step = self.xp, self.dt, self.inner, self.piece
-        o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
-        try:
-            v = self.layout.operands(xp, o, self.batch)
-        except (ValueError, AttributeError, RuntimeError):
-            return sums(xp, dt, self.fallback, *o, zero)
         n = v.y.shape[0]
         parts = []
         for i in range(0, n, step):
