@@ -185,12 +185,18 @@ class _Viewed:
     with ``fallback``, an inner product over any axes."""
 
     __slots__ = ("batch", "dt", "fallback", "inner", "layout", "xp")
-    xp: Any
-    dt: Dtypes
-    inner: Inner
-    layout: _Layout
-    batch: tuple[int, ...]
-    fallback: Inner
+
+    def __init__(
+        self,
+        xp: Any,
+        dt: Dtypes,
+        inner: Inner,
+        layout: _Layout,
+        batch: tuple[int, ...],
+        fallback: Inner,
+    ) -> None:
+        self.xp, self.dt, self.inner, self.layout = xp, dt, inner, layout
+        self.batch, self.fallback = batch, fallback
 
     def __call__(
         self,
@@ -219,18 +225,6 @@ class Whole(_Viewed):
     an inner product over any axes)."""
 
     __slots__ = ()
-
-    def __init__(
-        self,
-        xp: Any,
-        dt: Dtypes,
-        inner: Inner,
-        layout: _Layout,
-        batch: tuple[int, ...],
-        fallback: Inner,
-    ) -> None:
-        self.xp, self.dt, self.inner, self.layout = xp, dt, inner, layout
-        self.batch, self.fallback = batch, fallback
 
     def _over(self, v: Operands, zero: Array) -> tuple[Array, Array]:
         xp = self.xp
@@ -261,9 +255,8 @@ class Blocks(_Viewed):
         batch: tuple[int, ...],
         fallback: Inner,
     ) -> None:
-        self.xp, self.dt, self.layout, self.q, self.tail = xp, dt, layout, q, tail
-        self.rows, self.span, self.inner, self.workers = rows, span, inner, workers
-        self.batch, self.fallback = batch, fallback
+        super().__init__(xp, dt, inner, layout, batch, fallback)
+        self.q, self.tail, self.rows, self.span, self.workers = q, tail, rows, span, workers
 
     def _over(self, flat: Operands, zero: Array) -> tuple[Array, Array]:
         xp, dt = self.xp, self.dt
@@ -326,8 +319,8 @@ class Pieces(_Viewed):
         batch: tuple[int, ...],
         fallback: Inner,
     ) -> None:
-        self.xp, self.dt, self.inner, self.layout = xp, dt, inner, layout
-        self.piece, self.batch, self.fallback = piece, batch, fallback
+        super().__init__(xp, dt, inner, layout, batch, fallback)
+        self.piece = piece
 
     def _over(self, v: Operands, zero: Array) -> tuple[Array, Array]:
         xp, dt, inner, step = self.xp, self.dt, self.inner, self.piece
