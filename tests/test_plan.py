@@ -252,11 +252,11 @@ def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
     assert L.device == Ld.device == meta.device
 
 
-def test_torch_float32_is_summed_in_pieces_not_one_dot() -> None:
-    """PyTorch's CPU dot accumulates float32 over a whole vector; l2loss gives
-    it float32 vectors of at most 8192 items (``Traits.dot_float32``) and sums
-    longer ones as products, a float64 residual with the dot over 1-D pieces,
-    and both reach a few ulps of the exactly rounded sum of many pieces."""
+def test_torch_float32_is_summed_in_short_pieces() -> None:
+    """PyTorch's CPU dot accumulates float32 along a whole vector; beyond cache
+    l2loss gives it float32 pieces of at most ``Traits.dot_float32`` items
+    (float64 ones are longer), and both reach a few ulps of the exactly
+    rounded sum."""
     torch = pytest.importorskip("torch")
     n = 3 * (1 << 20) + 5
     rng = np.random.default_rng(3)
@@ -264,8 +264,11 @@ def test_torch_float32_is_summed_in_pieces_not_one_dot() -> None:
     for dtype in ("float64", "float32"):
         Y, R = torch.from_numpy(y.astype(dtype)), torch.from_numpy(r.astype(dtype))
         T = torch.from_numpy(t.astype(dtype))
-        evaluation = _kind(Y, R, T, None, None, None, None, False).evaluate
-        assert isinstance(evaluation, Pieces if dtype == "float64" else Blocks)
+        kind = _kind(Y, R, T, None, None, None, None, False)
+        evaluation = kind.evaluate
+        assert isinstance(evaluation, Pieces)
+        longest = kind.traits.dot_float32 if dtype == "float32" else kind.traits.blocking.piece
+        assert evaluation.piece == longest < n
         d = (Y - R).numpy().astype(np.float64)  # the residual l2loss computes
         want = 0.5 * math.fsum(d * d)
         L = float(l2_loss_jvp(Y, R, T)[0])

@@ -65,7 +65,8 @@ class Kind:
         or weights to expand).
     direct
         Whether a call needs nothing but that: no adoption, device check,
-        autodiff or compilation either.
+        autodiff or compilation either, once ``ready`` (if not None) says so
+        of its arrays (``Traits.ready``).
     fast
         Whether a direct call's results also come out of the evaluation in
         their dtypes (a tangent given, no half precision to return).
@@ -84,6 +85,7 @@ class Kind:
         "lead",
         "plain",
         "primal",
+        "ready",
         "shape",
         "traits",
         "xp",
@@ -133,9 +135,12 @@ class Kind:
         self.evaluate = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
         # Weights of y's shape need no expanding.
         self.plain = where is None and self.lead in (-1, len(shape)) and traits.guard is None
-        # Calls that need nothing but the evaluation of their arrays as they are.
+        # Calls that need nothing but the evaluation of their arrays as they
+        # are, always or once the library's quick check passes.
+        checks = traits.check_devices or traits.autodiff is not None
+        self.ready = traits.ready if checks else None
         self.direct = self.plain and not (
-            adopt or traits.check_devices or traits.autodiff is not None or traits.compile
+            adopt or traits.compile or (checks and self.ready is None)
         )
         # ... and whose results come out of it in their dtypes, L_dot included.
         self.fast = (
@@ -191,18 +196,10 @@ def _kind(
             type(y_ref),
             y_ref.dtype,
             y_ref.shape,
-            type(y_dot),
-            None if y_dot is None else y_dot.dtype,
-            None if y_dot is None else y_dot.shape,
-            type(y_ref_dot),
-            None if y_ref_dot is None else y_ref_dot.dtype,
-            None if y_ref_dot is None else y_ref_dot.shape,
-            type(where),
-            None if where is None else where.dtype,
-            None if where is None else where.shape,
-            type(weights),
-            None if weights is None else weights.dtype,
-            None if weights is None else weights.shape,
+            None if y_dot is None else (type(y_dot), y_dot.dtype, y_dot.shape),
+            None if y_ref_dot is None else (type(y_ref_dot), y_ref_dot.dtype, y_ref_dot.shape),
+            None if where is None else (type(where), where.dtype, where.shape),
+            None if weights is None else (type(weights), weights.dtype, weights.shape),
         )
         return _KINDS[key]
     except KeyError:
@@ -354,18 +351,26 @@ def _call(k: Kind, op: _Op, arrays: tuple[Array, ...], *extra: Any) -> Any:
     automatic differentiation, or compiled whole."""
     if k.adopt:
         arrays = _adopted(k.traits, k.adopt, arrays)
-    if k.device is not None and arrays[0].device.type != k.device:
-        k = Kind(arrays, k.base, k.adopt, k.axes, bool(k.batch))  # arrays on another device
+    host = k.traits.host
+    if host is None or not host(*arrays):
+        if k.device is not None and arrays[0].device.type != k.device:
+            k = Kind(arrays, k.base, k.adopt, k.axes, bool(k.batch))  # arrays on another device
+        if k.traits.check_devices:
+            check_devices(_NAMES, arrays)
     traits = k.traits
-    if traits.check_devices:
-        check_devices(_NAMES, arrays)
     if traits.autodiff is not None and traits.autodiff(arrays):
-        from . import _torch
-
-        return _torch.call(k, op, arrays, *extra)
+        return _autodiff()(k, op, arrays, *extra)
     if traits.compile:
         return _compiled(op)(*arrays, *extra, axis=k.axes, batched=bool(k.batch))
     return op(k, *arrays, *extra)
+
+
+@functools.cache
+def _autodiff() -> _Op:
+    """``_torch.call``, imported once it is needed (PyTorch is optional)."""
+    from . import _torch
+
+    return _torch.call
 
 
 @functools.cache
@@ -472,7 +477,7 @@ def l2_loss(
     10.0
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
-    if k.direct:
+    if k.direct and (k.ready is None or k.ready(y, y_ref, weights)):
         return _rule.halve(k.xp, k.primal, k.evaluate(y, y_ref, None, None, None, weights, None)[0])
     return _call(k, _loss, (y, y_ref, None, None, where, weights))
 
@@ -535,7 +540,7 @@ def l2_loss_jvp(
     array([0., 1., 2.])
     """
     k = _kind(y, y_ref, y_dot, y_ref_dot, where, weights, axis, batched)
-    if k.fast:
+    if k.fast and (k.ready is None or k.ready(y, y_ref, y_dot, y_ref_dot, weights)):
         sq, ip = k.evaluate(y, y_ref, y_dot, y_ref_dot, None, weights, None)
         return _rule.halve(k.xp, k.primal, sq), ip
     out: tuple[Array, Array] = _call(k, _jvp, (y, y_ref, y_dot, y_ref_dot, where, weights))

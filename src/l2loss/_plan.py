@@ -77,42 +77,23 @@ def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...]) -> Inner:
     return inner
 
 
-def _vector_dot(
-    traits: Traits, full: Dtypes, primal: Dtypes, batched: bool, n: int
-) -> Inner | None:
-    """The library's ``dot`` as the inner product of vectors of at most ``n``
-    items, where it applies: real dtypes, directions where it takes them, and
-    a residual of float64 or of a float32 the library's dot sums well at
-    that length (the residual's precision decides, so that L is the same
-    whatever the tangents' dtypes)."""
-    dot, longest = traits.dot, traits.dot_float32
-    single = primal.real_work != traits.xp.float64
-    if (
-        dot is None
-        or full.complex
-        or (batched and not traits.dot_batches)
-        or (single and longest is not None and n > longest)
-    ):
+def _vector_dot(traits: Traits, full: Dtypes, batched: bool) -> Inner | None:
+    """The library's ``dot`` as the inner product of two vectors, where it
+    applies: real dtypes, and directions where it takes them."""
+    dot = traits.dot
+    if dot is None or full.complex or (batched and not traits.dot_batches):
         return None
     # 1-D by 1-D is symmetric; with directions, b carries them.
     return dot if not batched else lambda a, b: dot(b, a)
 
 
-def _last_inner(
-    traits: Traits,
-    full: Dtypes,
-    primal: Dtypes,
-    vector: bool,
-    batched: bool,
-    piece: int,
-    n: int = 0,
-) -> Inner:
+def _last_inner(traits: Traits, full: Dtypes, vector: bool, batched: bool, piece: int) -> Inner:
     """``Re sum conj(a) b`` over the last axis, by the library's fastest call:
     its ``dot`` for a real vector ``a`` where it has one, else ``vecdot`` or
     a sum of products (see :class:`~l2loss._traits.Traits`), in calls over
-    at most ``piece`` items of that axis (a vector has ``n``)."""
+    at most ``piece`` items of that axis."""
     xp = traits.xp
-    dot = _vector_dot(traits, full, primal, batched, n) if vector else None
+    dot = _vector_dot(traits, full, batched) if vector else None
     if dot is not None:
         return dot
     if traits.sum_products:
@@ -402,19 +383,23 @@ def plan(
     piece, batched = blocking.piece, bool(batch)
     if size * _itemsize(xp, primal) <= 8 * blocking.whole:
         if not kept and not leading:
-            inner = _last_inner(traits, full, primal, True, batched, piece, size)
+            inner = _last_inner(traits, full, True, batched, piece)
             if ndim == 1:  # a vector, summed as it is
                 return functools.partial(sums, xp, primal, inner)
             return Whole(xp, primal, inner, _Layout((r,), (r,), kept, False), batch, general)
-        inner = _last_inner(traits, full, primal, False, batched, piece)
+        inner = _last_inner(traits, full, False, batched, piece)
         return Whole(xp, primal, inner, rows, batch, general)
-    vector_dot = _vector_dot(traits, full, primal, batched, piece)
+    vector_dot = _vector_dot(traits, full, batched)
     if not kept and not leading and not blocking.rows and vector_dot is not None:
+        # The residual's precision decides, so that L does not depend on the
+        # tangents' dtypes.
+        if primal.real_work != xp.float64 and traits.dot_float32 is not None:
+            piece = min(piece, traits.dot_float32)
         vector = _Layout((size,), (size,), kept, False)
         return Pieces(xp, primal, vector_dot, vector, piece, batch, general)
     q, tail = _pieces(r, blocking.piece)
     per_block = max(1, blocking.block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
     workers = blocking.workers if size >= blocking.parallel else 1
-    inner = _last_inner(traits, full, primal, False, batched, piece)
+    inner = _last_inner(traits, full, False, batched, piece)
     return Blocks(xp, primal, rows, q, tail, *at, inner, workers, batch, general)

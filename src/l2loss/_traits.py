@@ -90,9 +90,10 @@ class Traits:
         Whether ``dot`` also takes ``b`` with a leading axis of directions:
         one matrix-vector product for K directions.
     dot_float32
-        The longest float32 vector ``dot`` may sum (None: any length):
-        PyTorch's CPU dot accumulates float32 along the whole vector, so it
-        takes only vectors as short as the pieces the accuracy bound allows.
+        The longest float32 piece ``dot`` sums out of cache (None: as long
+        as any other): PyTorch's CPU dot accumulates float32 along the whole
+        vector, so beyond cache its float32 pieces are shorter. In cache the
+        dot sums the whole vector, as the plain expression does.
     sum_products
         Whether inner products over an axis are sums of products rather than
         ``vecdot``: PyTorch's ``torch.sum`` is exact to a few ulps where its
@@ -120,6 +121,13 @@ class Traits:
         automatic differentiation (PyTorch tensors that require grad, or
         ``torch.func`` transforms); None where l2loss's rules are not
         registered with the library.
+    host
+        ``host(*arrays)``: whether every array is on the host, where these
+        traits serve them all and their devices need no comparison (PyTorch's
+        CPU tensors; None entries skipped); None where there is no such check.
+    ready
+        ``ready(*arrays)``: ``host`` and no ``autodiff`` in one check, for a
+        call that then runs as its evaluation alone.
     cast
         ``cast(name, dtype)``: the code, in this library, that casts the
         argument ``name`` to ``dtype`` (for error messages).
@@ -138,6 +146,8 @@ class Traits:
     adopts: Callable[[Array], Array] | None = None
     guard: Callable[[Array, tuple[tuple[str, Array], ...]], Array] | None = None
     autodiff: Callable[[tuple[Array, ...]], bool] | None = None
+    host: Callable[..., bool] | None = None
+    ready: Callable[..., bool] | None = None
     cast: Callable[[str, str], str] = lambda name, dtype: f"xp.astype({name}, xp.{dtype})"
 
 
@@ -161,10 +171,10 @@ _NUMPY = Blocking(
     parallel=3 << 18,
 )
 # PyTorch on the CPU threads each operation itself.
-# The longest float32 vector PyTorch's CPU dot sums: NumPy's piece, the D of
-# the documented error bound.
-_FLOAT32_DOT = 1 << 13
-_TORCH_CPU = Blocking(whole=1 << 18, block=1 << 20, piece=1 << 20, rows=False)
+_TORCH_CPU = Blocking(whole=1 << 19, block=1 << 20, piece=1 << 20, rows=False)
+# The float32 pieces of PyTorch's CPU dot: short enough that its sequential
+# float32 sum of each stays within the accuracy the tests hold it to.
+_FLOAT32_DOT = 1 << 18
 # A GPU runs a block per kernel, and each launch costs more than a small
 # block's work: blocks only bound the temporaries of very large inputs.
 _GPU = Blocking(whole=1 << 25, block=1 << 25, piece=1 << 25, rows=False)
@@ -194,16 +204,37 @@ def _torch_dot(torch: Any, b: Array, a: Array) -> Array:
     return b @ a
 
 
-def _torch_autodiff(arrays: tuple[Array, ...]) -> bool:
-    import torch
+def _torch_checks(torch: Any) -> tuple[Callable[..., bool], ...]:
+    """PyTorch's ``autodiff``, ``host`` and ``ready`` (see :class:`Traits`),
+    with its state functions bound once: they run on every call."""
+    transforming = torch._C._are_functorch_transforms_active
+    grad_enabled = torch.is_grad_enabled
 
-    if torch._C._are_functorch_transforms_active():
+    def autodiff(arrays: tuple[Array, ...]) -> bool:
+        if transforming():
+            return True
+        if grad_enabled():
+            for a in arrays:
+                if a is not None and a.requires_grad:
+                    return True
+        return False
+
+    def host(*arrays: Array) -> bool:
+        for a in arrays:  # noqa: SIM110 (a generator costs more per call)
+            if a is not None and not a.is_cpu:
+                return False
         return True
-    if torch.is_grad_enabled():
+
+    def ready(*arrays: Array) -> bool:
+        if transforming():
+            return False
+        grad = grad_enabled()
         for a in arrays:
-            if a is not None and a.requires_grad:
-                return True
-    return False
+            if a is not None and (not a.is_cpu or (grad and a.requires_grad)):
+                return False
+        return True
+
+    return autodiff, host, ready
 
 
 def _refuse_masked_chunks(names: tuple[str, ...], arrays: tuple[Array, ...]) -> None:
@@ -275,16 +306,18 @@ def _classify(xp: Any, sample: Array) -> Traits:
         import torch
 
         dot = functools.partial(_torch_dot, torch)
+        autodiff, host, ready = _torch_checks(torch)
         common: dict[str, Any] = {
             "dot": dot,
             "dot_batches": True,
             "sum_products": True,
             "check_devices": True,
-            "autodiff": _torch_autodiff,
+            "autodiff": autodiff,
             "cast": _cast_hint("torch", "to"),
         }
         gpu = Traits(xp, "torch", _GPU, **common)
-        return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, accelerated=gpu, **common)
+        cpu: dict[str, Any] = {"host": host, "ready": ready, "accelerated": gpu}
+        return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, **cpu, **common)
     if compat.is_cupy_array(sample):
         return Traits(
             xp,
