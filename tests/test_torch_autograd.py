@@ -214,6 +214,21 @@ def test_nothing_is_recorded_without_grad(be: Any, path: str) -> None:
         assert l2_loss(y, r).grad_fn is None
 
 
+def test_autograd_records_up_to_a_mebibyte(be: Any) -> None:
+    """Autograd records the plan's operations on at most 1 MiB of ``y``, and
+    beyond (in cache still) runs l2loss's Function, whose pullback reads the
+    inputs once; the loss and its gradient agree across the boundary."""
+    n = (1 << 20) // 8  # float64 items in a mebibyte
+    for size, node in ((n, "MulBackward0"), (n + 1, "_ValuesBackward")):
+        y = torch.linspace(-1.0, 1.0, size, dtype=torch.float64, requires_grad=True)
+        r = torch.zeros(size, dtype=torch.float64)
+        L = l2_loss(y, r)
+        assert type(L.grad_fn).__name__ == node, size
+        L.backward()
+        torch.testing.assert_close(y.grad, y.detach(), rtol=0, atol=0)
+        torch.testing.assert_close(L.detach(), l2_loss(y.detach(), r), rtol=0, atol=0)
+
+
 _MEMORY = textwrap.dedent(
     """
     import json, resource, sys, torch

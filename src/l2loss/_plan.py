@@ -89,9 +89,10 @@ def _vector_dot(traits: Traits, full: Dtypes, batched: bool) -> Inner | None:
 
 def _last_inner(traits: Traits, full: Dtypes, vector: bool, batched: bool, piece: int) -> Inner:
     """``Re sum conj(a) b`` over the last axis, by the library's fastest call:
-    its ``dot`` for a real vector ``a`` where it has one, else ``vecdot`` or
-    a sum of products (see :class:`~l2loss._traits.Traits`), in calls over
-    at most ``piece`` items of that axis."""
+    its ``dot`` for a real vector ``a`` where it has one, else a
+    matrix-vector product per row for K directions, ``vecdot`` or a sum of
+    products (see :class:`~l2loss._traits.Traits`), in calls over at most
+    ``piece`` items of that axis."""
     xp = traits.xp
     dot = _vector_dot(traits, full, batched) if vector else None
     if dot is not None:
@@ -102,6 +103,16 @@ def _last_inner(traits: Traits, full: Dtypes, vector: bool, batched: bool, piece
 
         def inner(a: Array, b: Array) -> Array:
             return xp.real(xp.vecdot(a, b))
+
+    elif batched and traits.dot_batches:
+
+        def inner(a: Array, b: Array) -> Array:
+            if b.ndim == a.ndim:
+                return xp.vecdot(a, b)
+            # The K directions as the rows of a matrix-vector product per row
+            # of a (BLAS), where vecdot would loop over K times as many rows.
+            r = xp.matmul(xp.moveaxis(b, 0, -2), a[..., None])
+            return xp.moveaxis(r[..., 0], -1, 0)
 
     else:
         inner = xp.vecdot

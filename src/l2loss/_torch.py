@@ -1,11 +1,11 @@
 """PyTorch's automatic differentiation calls l2loss's rules.
 
 A call whose tensors require grad, or that runs under a ``torch.func``
-transform, is differentiated by PyTorch itself while the plan evaluates it in
-cache (a few operations). Beyond, and for every pullback, it goes through the
-autograd Functions here: their ``forward`` is
-l2loss's evaluation (nothing of it is recorded), their ``backward`` the
-pullback and their ``jvp`` the pushforward, each written with the rule of
+transform, is differentiated by PyTorch itself while ``y`` is small (the
+plan's evaluation is then a few operations; see :func:`_recorded`). Beyond,
+and for every pullback, it goes through the autograd Functions here: their
+``forward`` is l2loss's evaluation (nothing of it is recorded), their
+``backward`` the pullback and their ``jvp`` the pushforward, each written with the rule of
 ``_rule.py`` in PyTorch operations, so that they are differentiable in turn
 (``create_graph``, ``torch.func.hessian``). Only references to the inputs are
 saved: the residual is recomputed in one pass when it is needed.
@@ -247,13 +247,28 @@ def _apply(fn: Any, *args: Any) -> Any:
     return super(torch.autograd.Function, fn).apply(*args)
 
 
+# Bytes of y up to which autograd records the plan's operations: beyond, the
+# backward of a recorded dot (a product per argument, then their sum) costs
+# more than the pullback's one pass.
+_RECORDED = 1 << 20
+
+
+def _recorded(k: Any, y: Tensor) -> bool:
+    """Whether PyTorch differentiates the plan's evaluation itself: in cache,
+    where it is a few operations (blocks would be recorded block by block),
+    and, outside ``torch.func`` (whose custom Functions cost more per call),
+    on at most ``_RECORDED`` bytes of ``y``."""
+    if isinstance(k.evaluate, (Blocks, Pieces)):
+        return False
+    if torch._C._are_functorch_transforms_active():
+        return True
+    return bool(y.numel() * y.element_size() <= _RECORDED)
+
+
 def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
     """``op(k, operands, *extra)`` of ``_api`` through the Functions above."""
     y, y_ref, y_dot, y_ref_dot, mask, weights = arrays
-    if op is not _api._cotangents and not isinstance(k.evaluate, (Blocks, Pieces)):
-        # In cache the plan's evaluation is a few operations, which PyTorch
-        # differentiates itself at the speed of its own losses (torch.func
-        # included); blocks would record operations per block.
+    if op is not _api._cotangents and _recorded(k, y):
         return op(k, *arrays)
     if op is _api._cotangents:
         y_bar = _apply(_Cotangent, y, y_ref, extra[0], mask, weights, k)
