@@ -5,10 +5,11 @@ transform, is differentiated by PyTorch itself while ``y`` is small (the
 plan's evaluation is then a few operations; see :func:`_recorded`). Beyond,
 and for every pullback, it goes through the autograd Functions here: their
 ``forward`` is l2loss's evaluation (nothing of it is recorded), their
-``backward`` the pullback and their ``jvp`` the pushforward, each written with the rule of
-``_rule.py`` in PyTorch operations, so that they are differentiable in turn
-(``create_graph``, ``torch.func.hessian``). Only references to the inputs are
-saved: the residual is recomputed in one pass when it is needed.
+``backward`` the pullback and their ``jvp`` the pushforward, each written
+with the rule of ``_rule.py`` in PyTorch operations, so that they are
+differentiable in turn (``create_graph``, ``torch.func.hessian``). Only
+references to the inputs are saved: the residual is recomputed in one pass
+when it is needed.
 """
 
 from __future__ import annotations
