@@ -21,7 +21,7 @@ from backends import Backend
 from strategies import eps
 from test_values import vjp_apply
 
-from l2loss import _parallel, l2_loss, l2_loss_jvp
+from l2loss import _parallel, _rule, l2_loss, l2_loss_jvp
 from l2loss._api import Kind, _kind
 from l2loss._plan import Blocks, Pieces, Whole
 from l2loss._rule import sums
@@ -232,6 +232,38 @@ def test_the_plan_chooses() -> None:
     lazy = da.ones(_NUMPY.whole + 1)
     lazy_kind = _kind(lazy, lazy, None, None, None, None, None, False)
     assert isinstance(lazy_kind.evaluate, functools.partial)
+
+
+@pytest.mark.parametrize("weights", [False, True])
+@pytest.mark.parametrize("tangents", ["y_dot", "y_ref_dot", "both"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_direct_calls_give_the_bits_of_the_evaluation(
+    be: Backend, dtype: str, tangents: str, weights: bool
+) -> None:
+    """A call that needs nothing but its evaluation takes the plan's ``loss``
+    and ``jvp`` (on NumPy and PyTorch's CPU, for a vector, the rule's
+    :func:`~l2loss._rule.vector` closures); they give the bits of the plan's
+    general evaluation, halved, on data with large, tiny and signed zeros."""
+    rng = np.random.default_rng(7)
+    n = 4099
+    y, r, t, u, w = (rng.standard_normal(n) for _ in range(5))
+    y[:4], r[:4] = [1e18, -0.0, 1e-20, 3.0], [-1e18, 0.0, 0.0, 3.0]
+    Y, R, T, U = (be.asarray(a, dtype) for a in (y, r, t, u))
+    T = None if tangents == "y_ref_dot" else T
+    U = None if tangents == "y_dot" else U
+    W = be.asarray(np.abs(w), dtype) if weights else None
+    k = _kind(Y, R, T, U, None, W, None, False)
+    if be.name in ("numpy", "torch") and be.device in (None, "cpu"):
+        assert k.jvp is not None and k.jvp.__qualname__ == "vector.<locals>.jvp"
+        assert k.loss is not None and k.loss.__qualname__ == "vector.<locals>.loss"
+    L, Ld = be.call(l2_loss_jvp, Y, R, T, U, weights=W)
+    with be.computing():
+        sq, ip = k.evaluate(Y, R, T, U, None, W, None)
+        want_L = _rule.halve(k.xp, k.primal, sq)
+    np.testing.assert_array_equal(be.to_numpy(L), be.to_numpy(want_L))
+    np.testing.assert_array_equal(be.to_numpy(Ld), be.to_numpy(ip))
+    L_loss = be.call(l2_loss, Y, R, weights=W)
+    np.testing.assert_array_equal(be.to_numpy(L_loss), be.to_numpy(L))
 
 
 def test_torch_arrays_on_a_device_get_the_device_traits() -> None:

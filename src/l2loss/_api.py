@@ -63,13 +63,12 @@ class Kind:
     plain
         Whether the arrays go to the evaluation as they are (no mask, guard,
         or weights to expand).
-    direct
-        Whether a call needs nothing but that: no adoption, device check,
-        autodiff or compilation either, once ``ready`` (if not None) says so
-        of its arrays (``Traits.ready``).
-    fast
-        Whether a direct call's results also come out of the evaluation in
-        their dtypes (a tangent given, no half precision to return).
+    loss, jvp
+        The plan's ``loss`` and ``jvp`` (:class:`~l2loss._plan.Plan`) for
+        calls that need nothing else: no adoption, device check, autodiff or
+        compilation either, once ``ready`` (if not None) says so of their
+        arrays (``Traits.ready``); ``jvp`` where its results also come out in
+        their dtypes (a tangent given, no half precision to return). Else None.
     """
 
     __slots__ = (
@@ -78,11 +77,11 @@ class Kind:
         "base",
         "batch",
         "device",
-        "direct",
         "evaluate",
-        "fast",
         "full",
+        "jvp",
         "lead",
+        "loss",
         "plain",
         "primal",
         "ready",
@@ -132,20 +131,19 @@ class Kind:
             self.primal = replace(self.primal, widen=True, narrow=self.full.narrow)
         self.traits, self.xp, self.adopt = traits, xp, adopt
         self.shape, self.batch = shape, batch
-        self.evaluate = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
+        p = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
+        self.evaluate = p.evaluate
         # Weights of y's shape need no expanding.
         self.plain = where is None and self.lead in (-1, len(shape)) and traits.guard is None
         # Calls that need nothing but the evaluation of their arrays as they
         # are, always or once the library's quick check passes.
         checks = traits.check_devices or traits.autodiff is not None
         self.ready = traits.ready if checks else None
-        self.direct = self.plain and not (
-            adopt or traits.compile or (checks and self.ready is None)
-        )
+        direct = self.plain and not (adopt or traits.compile or (checks and self.ready is None))
+        self.loss = p.loss if direct else None
         # ... and whose results come out of it in their dtypes, L_dot included.
-        self.fast = (
-            self.direct and not self.full.widen and (y_dot is not None or y_ref_dot is not None)
-        )
+        tangent = y_dot is not None or y_ref_dot is not None
+        self.jvp = p.jvp if direct and tangent and not self.full.widen else None
 
     @property
     def loss_shape(self) -> tuple[int, ...]:
@@ -477,8 +475,9 @@ def l2_loss(
     10.0
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
-    if k.direct and (k.ready is None or k.ready(y, y_ref, weights)):
-        return _rule.halve(k.xp, k.primal, k.evaluate(y, y_ref, None, None, None, weights, None)[0])
+    loss = k.loss
+    if loss is not None and (k.ready is None or k.ready(y, y_ref, weights)):
+        return loss(y, y_ref, weights)
     return _call(k, _loss, (y, y_ref, None, None, where, weights))
 
 
@@ -540,9 +539,9 @@ def l2_loss_jvp(
     array([0., 1., 2.])
     """
     k = _kind(y, y_ref, y_dot, y_ref_dot, where, weights, axis, batched)
-    if k.fast and (k.ready is None or k.ready(y, y_ref, y_dot, y_ref_dot, weights)):
-        sq, ip = k.evaluate(y, y_ref, y_dot, y_ref_dot, None, weights, None)
-        return _rule.halve(k.xp, k.primal, sq), ip
+    jvp = k.jvp
+    if jvp is not None and (k.ready is None or k.ready(y, y_ref, y_dot, y_ref_dot, weights)):
+        return jvp(y, y_ref, y_dot, y_ref_dot, weights)
     out: tuple[Array, Array] = _call(k, _jvp, (y, y_ref, y_dot, y_ref_dot, where, weights))
     return out
 

@@ -30,6 +30,8 @@ class Dtypes:
         (half precision, alone or promoted with a wider dtype).
     narrow
         The half-precision dtypes among the inputs: those cast up.
+    mixed
+        Whether the inputs differ in dtype (so that some operation promotes).
     """
 
     work: Any
@@ -38,6 +40,7 @@ class Dtypes:
     complex: bool
     widen: bool = False
     narrow: tuple[Any, ...] = ()
+    mixed: bool = False
 
 
 def _classify(xp: Any, dtype: Any) -> Dtypes | None:
@@ -85,10 +88,13 @@ def promote(xp: Any, names: tuple[str, ...], arrays: tuple[Any, ...], cast_hint:
         if kind.widen and a.dtype not in narrow:
             narrow.append(a.dtype)
     dtype = arrays[0].dtype
-    if any(a.dtype != dtype for a in arrays[1:]):
+    mixed = any(a.dtype != dtype for a in arrays[1:])
+    if mixed:
         dtype = xp.result_type(*arrays)
     info = _classify(xp, dtype)
     assert info is not None  # floating dtypes promote to floating dtypes
+    if mixed:
+        info = replace(info, mixed=True)
     # A half-precision input promoted with a wider one must still be widened
     # before the arithmetic, not after.
     return replace(info, widen=bool(narrow), narrow=tuple(narrow)) if narrow else info

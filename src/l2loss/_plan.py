@@ -30,10 +30,10 @@ from typing import Any, NamedTuple
 
 from . import _parallel
 from ._dtypes import Dtypes
-from ._rule import Inner, sums
+from ._rule import Inner, halve, sums, vector
 from ._traits import Traits
 
-__all__ = ["Operands", "plan"]
+__all__ = ["Operands", "Plan", "plan"]
 
 Array = Any
 
@@ -353,6 +353,23 @@ def _itemsize(xp: Any, dt: Dtypes) -> int:
     return bits // 8 * (2 if dt.complex else 1)
 
 
+class Plan(NamedTuple):
+    """How one kind of call is evaluated.
+
+    ``evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, zero) -> (sq,
+    ip)`` serves every call. ``loss(y, y_ref, weights) -> L`` and
+    ``jvp(y, y_ref, y_dot, y_ref_dot, weights) -> (L, L_dot)`` serve the calls
+    whose arrays go to it as they are (no mask, nothing to check or widen),
+    with the halving done: for a real vector of one dtype in cache (weights,
+    if any, of its shape), as the rule's :func:`~l2loss._rule.vector`
+    closures, with nothing left to choose.
+    """
+
+    evaluate: Evaluation
+    loss: Callable[..., Array]
+    jvp: Callable[..., tuple[Array, Array]]
+
+
 def plan(
     traits: Traits,
     full: Dtypes,
@@ -361,9 +378,8 @@ def plan(
     axes: tuple[int, ...],
     batch: tuple[int, ...],
     lead: int,
-) -> Evaluation:
-    """The evaluation of one kind of call: ``evaluate(y, y_ref, y_dot,
-    y_ref_dot, mask, weights, zero) -> (sq, ip)``.
+) -> Plan:
+    """The :class:`Plan` of one kind of call.
 
     ``full`` are the dtypes of every argument (they choose the inner
     product), ``primal`` those of ``y``, ``y_ref`` and the weights (the
@@ -371,6 +387,58 @@ def plan(
     is ``(K,)`` for K tangent directions or ``()``, ``lead`` is the number of
     leading axes of ``y`` the weights cover (-1: no weights).
     """
+    evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead)
+    ops = traits.vector
+    if ops is None:
+        return Plan(evaluate, *_halved(traits.xp, primal, evaluate, halve))
+    if (
+        len(shape) == 1
+        and axes == (-1,)
+        and lead in (-1, 1)
+        and not (batch or full.complex or full.widen or full.mixed)
+        and _in_cache(traits, primal, shape[0])
+    ):
+        return Plan(evaluate, *vector(ops.dot, ops.mul, ops.half(primal.out)))
+    half = ops.half(primal.real_work)
+
+    def halved(xp: Any, dt: Dtypes, sq: Array) -> Array:
+        return halve(xp, dt, sq) if dt.widen else ops.mul(sq, half)
+
+    return Plan(evaluate, *_halved(traits.xp, primal, evaluate, halved))
+
+
+def _halved(
+    xp: Any, dt: Dtypes, evaluate: Evaluation, halve: Callable[[Any, Dtypes, Array], Array]
+) -> tuple[Callable[..., Array], Callable[..., tuple[Array, Array]]]:
+    """``loss`` and ``jvp`` of :class:`Plan` as ``evaluate`` and ``halve``."""
+
+    def loss(y: Array, y_ref: Array, weights: Array) -> Array:
+        return halve(xp, dt, evaluate(y, y_ref, None, None, None, weights, None)[0])
+
+    def jvp(y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, weights: Array) -> Any:
+        sq, ip = evaluate(y, y_ref, y_dot, y_ref_dot, None, weights, None)
+        return halve(xp, dt, sq), ip
+
+    return loss, jvp
+
+
+def _in_cache(traits: Traits, primal: Dtypes, size: int) -> bool:
+    """Whether ``size`` items of ``y`` fit where the plain expression is fastest."""
+    blocking = traits.blocking
+    assert blocking is not None
+    return size * _itemsize(traits.xp, primal) <= 8 * blocking.whole
+
+
+def _evaluation(
+    traits: Traits,
+    full: Dtypes,
+    primal: Dtypes,
+    shape: tuple[int, ...],
+    axes: tuple[int, ...],
+    batch: tuple[int, ...],
+    lead: int,
+) -> Evaluation:
+    """:attr:`Plan.evaluate` (the arguments are those of :func:`plan`)."""
     xp = traits.xp
     ndim, size = len(shape), math.prod(shape)
     kept = shape[: ndim - len(axes)]
@@ -392,8 +460,9 @@ def plan(
     m, r = math.prod(shape[:split]), math.prod(shape[split:])
     rows = _Layout((m, r), (m, 1) if leading else (m, r), kept, fold)
     piece, batched = blocking.piece, bool(batch)
-    if size * _itemsize(xp, primal) <= 8 * blocking.whole:
-        if not kept and not leading:
+    one = not kept and not leading  # one result (per direction): a full reduction
+    if _in_cache(traits, primal, size):
+        if one:
             inner = _last_inner(traits, full, True, batched, piece)
             if ndim == 1:  # a vector, summed as it is
                 return functools.partial(sums, xp, primal, inner)
@@ -401,7 +470,7 @@ def plan(
         inner = _last_inner(traits, full, False, batched, piece)
         return Whole(xp, primal, inner, rows, batch, general)
     vector_dot = _vector_dot(traits, full, batched)
-    if not kept and not leading and not blocking.rows and vector_dot is not None:
+    if one and not blocking.rows and vector_dot is not None:
         # The residual's precision decides, so that L does not depend on the
         # tangents' dtypes.
         if primal.real_work != xp.float64 and traits.dot_float32 is not None:

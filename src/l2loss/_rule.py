@@ -20,7 +20,7 @@ from typing import Any
 
 from ._dtypes import Dtypes
 
-__all__ = ["cotangent", "halve", "residual", "sums"]
+__all__ = ["cotangent", "halve", "residual", "sums", "vector"]
 
 Inner = Callable[[Any, Any], Any]
 
@@ -89,6 +89,31 @@ def sums(
     if y_dot is None:
         return sq, -ip_ref
     return sq, inner(wd, y_dot if plain else _tangent(xp, dt, y_dot, mask, zero)) - ip_ref
+
+
+def vector(dot: Inner, mul: Callable[[Any, Any], Any], half: Any) -> tuple[Callable[..., Any], ...]:
+    """The rule for a real vector of one dtype without a mask, as ``loss(y,
+    y_ref, weights) -> L`` and ``jvp(y, y_ref, y_dot, y_ref_dot, weights) ->
+    (L, L_dot)`` with nothing left to choose: ``L = mul(dot(w d, d), half)``,
+    ``L_dot = dot(w d, y_dot) - dot(w d, y_ref_dot)``, the operations of
+    :func:`sums` and :func:`halve` in their order.
+    """
+
+    def loss(y: Any, y_ref: Any, weights: Any) -> Any:
+        d = y - y_ref
+        return mul(dot(d if weights is None else weights * d, d), half)
+
+    def jvp(y: Any, y_ref: Any, y_dot: Any, y_ref_dot: Any, weights: Any) -> tuple[Any, Any]:
+        d = y - y_ref
+        wd = d if weights is None else weights * d
+        L = mul(dot(wd, d), half)
+        if y_ref_dot is None:
+            return L, dot(wd, y_dot)
+        if y_dot is None:
+            return L, -dot(wd, y_ref_dot)
+        return L, dot(wd, y_dot) - dot(wd, y_ref_dot)
+
+    return loss, jvp
 
 
 def _tangent(xp: Any, dt: Dtypes, t: Any, mask: Any, zero: Any) -> Any:

@@ -13,16 +13,17 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import operator
 import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import array_api_compat as compat
 import numpy as np
 
-__all__ = ["Blocking", "Traits", "override", "traits_of"]
+__all__ = ["Blocking", "Traits", "VectorOps", "override", "traits_of"]
 
 Array = Any
 
@@ -64,6 +65,27 @@ class Blocking:
     workers: int = 1
     parallel: int = 1 << 62
     rows: bool = True
+
+
+class VectorOps(NamedTuple):
+    """The calls that evaluate the commonest call, a real vector of one dtype
+    in cache with nothing to check, at the least cost per call.
+
+    Attributes
+    ----------
+    dot
+        ``dot(a, b)``: the library's inner product of two vectors of one
+        dtype, called without any check.
+    mul
+        ``mul(s, c)``: its product of a 0-d result and a constant.
+    half
+        ``half(dtype)``: the constant 0.5 in the form ``mul`` takes fastest
+        (a 0-d host tensor saves PyTorch converting a Python float per call).
+    """
+
+    dot: Callable[[Array, Array], Array]
+    mul: Callable[[Array, Any], Array]
+    half: Callable[[Any], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +150,9 @@ class Traits:
     ready
         ``ready(*arrays)``: ``host`` and no ``autodiff`` in one check, for a
         call that then runs as its evaluation alone.
+    vector
+        The :class:`VectorOps` of calls that run as their evaluation alone
+        (on the host), or None.
     cast
         ``cast(name, dtype)``: the code, in this library, that casts the
         argument ``name`` to ``dtype`` (for error messages).
@@ -148,6 +173,7 @@ class Traits:
     autodiff: Callable[[tuple[Array, ...]], bool] | None = None
     host: Callable[..., bool] | None = None
     ready: Callable[..., bool] | None = None
+    vector: VectorOps | None = None
     cast: Callable[[str, str], str] = lambda name, dtype: f"xp.astype({name}, xp.{dtype})"
 
 
@@ -300,6 +326,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             _NUMPY,
             dot=np.dot,
             dot_batches=True,
+            vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
             cast=_cast_hint("numpy", "method"),
         )
     if compat.is_torch_array(sample):
@@ -316,7 +343,8 @@ def _classify(xp: Any, sample: Array) -> Traits:
             "cast": _cast_hint("torch", "to"),
         }
         gpu = Traits(xp, "torch", _GPU, **common)
-        cpu: dict[str, Any] = {"host": host, "ready": ready, "accelerated": gpu}
+        vector = VectorOps(torch.dot, torch.mul, lambda dtype: torch.tensor(0.5, dtype=dtype))
+        cpu: dict[str, Any] = {"host": host, "ready": ready, "vector": vector, "accelerated": gpu}
         return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, **cpu, **common)
     if compat.is_cupy_array(sample):
         return Traits(
