@@ -87,17 +87,28 @@ def _vector_dot(traits: Traits, full: Dtypes, batched: bool) -> Inner | None:
     return dot if not batched else lambda a, b: dot(b, a)
 
 
-def _last_inner(traits: Traits, full: Dtypes, vector: bool, batched: bool, piece: int) -> Inner:
+def _last_inner(
+    traits: Traits, full: Dtypes, primal: Dtypes, vector: bool, batched: bool, length: int
+) -> Inner:
     """``Re sum conj(a) b`` over the last axis, by the library's fastest call:
-    its ``dot`` for a real vector ``a`` where it has one, else a
+    its ``dot`` for a real vector ``a`` where it has one, its own for real
+    rows of ``length`` items where it has one (``Traits.rows``, chosen by the
+    residual's dtypes, so that L does not depend on the tangents), else a
     matrix-vector product per row for K directions, ``vecdot`` or a sum of
     products (see :class:`~l2loss._traits.Traits`), in calls over at most
-    ``piece`` items of that axis."""
+    ``Blocking.piece`` items of that axis."""
     xp = traits.xp
     dot = _vector_dot(traits, full, batched) if vector else None
     if dot is not None:
         return dot
-    if traits.sum_products:
+    assert traits.blocking is not None
+    piece = traits.blocking.piece
+    rows = (
+        None if traits.rows is None or primal.complex else traits.rows(primal, min(length, piece))
+    )
+    if rows is not None:
+        inner = rows
+    elif traits.sum_products:
         inner = _axes_inner(xp, full, (-1,))
     elif full.complex:
 
@@ -463,11 +474,13 @@ def _evaluation(
     one = not kept and not leading  # one result (per direction): a full reduction
     if _in_cache(traits, primal, size):
         if one:
-            inner = _last_inner(traits, full, True, batched, piece)
+            inner = _last_inner(traits, full, primal, True, batched, r)
             if ndim == 1:  # a vector, summed as it is
                 return functools.partial(sums, xp, primal, inner)
             return Whole(xp, primal, inner, _Layout((r,), (r,), kept, False), batch, general)
-        inner = _last_inner(traits, full, False, batched, piece)
+        inner = _last_inner(traits, full, primal, False, batched, r)
+        if rows.shape == shape and not fold:  # rows already: summed as they are
+            return functools.partial(sums, xp, primal, inner)
         return Whole(xp, primal, inner, rows, batch, general)
     vector_dot = _vector_dot(traits, full, batched)
     if one and not blocking.rows and vector_dot is not None:
@@ -481,5 +494,5 @@ def _evaluation(
     per_block = max(1, blocking.block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
     workers = blocking.workers if size >= blocking.parallel else 1
-    inner = _last_inner(traits, full, False, batched, piece)
+    inner = _last_inner(traits, full, primal, False, batched, (r - tail) // q)
     return Blocks(xp, primal, rows, q, tail, *at, inner, workers, batch, general)

@@ -23,6 +23,8 @@ from typing import Any, NamedTuple
 import array_api_compat as compat
 import numpy as np
 
+from ._dtypes import Dtypes
+
 __all__ = ["Blocking", "Traits", "VectorOps", "override", "traits_of"]
 
 Array = Any
@@ -116,6 +118,11 @@ class Traits:
         as any other): PyTorch's CPU dot accumulates float32 along the whole
         vector, so beyond cache its float32 pieces are shorter. In cache the
         dot sums the whole vector, as the plain expression does.
+    rows
+        ``rows(dtypes, length)``: an inner product over the last axis
+        (``Re sum a b`` for a real ``a``, ``b`` of any dtype, with a leading
+        axis of directions or not) that beats the others on real rows of
+        ``dtypes`` and ``length`` items, or None; the default is None.
     sum_products
         Whether inner products over an axis are sums of products rather than
         ``vecdot``: PyTorch's ``torch.sum`` is exact to a few ulps where its
@@ -164,6 +171,7 @@ class Traits:
     dot: Callable[[Array, Array], Array] | None = None
     dot_batches: bool = False
     dot_float32: int | None = None
+    rows: Callable[[Dtypes, int], Callable[[Array, Array], Array] | None] | None = None
     sum_products: bool = False
     compile: bool = False
     check_devices: bool = False
@@ -223,11 +231,52 @@ def _torch_dot(torch: Any, b: Array, a: Array) -> Array:
         a, b = a.to(common), b.to(common)
     if b.ndim == 1:
         return torch.dot(b, a)
+    if not torch._C._is_any_autocast_enabled():  # one C call, where the next are several
+        return b @ a
     device = a.device.type
     if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
         with torch.autocast(device, enabled=False):
             return b @ a
     return b @ a
+
+
+# NumPy's einsum sums short rows in one loop, where vecdot pays per row.
+_EINSUM_ROWS = 64
+
+
+def _numpy_rows(dt: Dtypes, length: int) -> Callable[[Array, Array], Array] | None:
+    if length > _EINSUM_ROWS:
+        return None
+
+    def inner(a: Array, b: Array) -> Array:
+        r = np.einsum("...i,...i->...", a, b)
+        return r.real if r.dtype.kind == "c" else r
+
+    return inner
+
+
+# PyTorch's matrix product per row sums each row in order: longer rows keep
+# the sum of products, summed pairwise, within the accuracy tests hold it to.
+_MATMUL_ROWS = 128
+
+
+def _torch_rows(torch: Any) -> Callable[[Dtypes, int], Callable[[Array, Array], Array] | None]:
+    """PyTorch's short float64 rows as a matrix product per row, which its
+    BLAS sums faster than a sum of products (float64 is never autocast);
+    other real rows as ``torch.sum`` of products, called directly."""
+
+    def matmul(a: Array, b: Array) -> Array:
+        if b.dtype != a.dtype:
+            b = (b.real if b.is_complex() else b).to(a.dtype)
+        return (a[..., None, :] @ b[..., :, None])[..., 0, 0]
+
+    def products(a: Array, b: Array) -> Array:
+        return torch.sum(a * (b.real if b.is_complex() else b), -1)
+
+    def rows(dt: Dtypes, length: int) -> Callable[[Array, Array], Array] | None:
+        return matmul if dt.real_work == torch.float64 and length <= _MATMUL_ROWS else products
+
+    return rows
 
 
 def _torch_checks(torch: Any) -> tuple[Callable[..., bool], ...]:
@@ -326,6 +375,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             _NUMPY,
             dot=np.dot,
             dot_batches=True,
+            rows=_numpy_rows,
             vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
             cast=_cast_hint("numpy", "method"),
         )
@@ -345,6 +395,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
         gpu = Traits(xp, "torch", _GPU, **common)
         vector = VectorOps(torch.dot, torch.mul, lambda dtype: torch.tensor(0.5, dtype=dtype))
         cpu: dict[str, Any] = {"host": host, "ready": ready, "vector": vector, "accelerated": gpu}
+        cpu["rows"] = _torch_rows(torch)
         return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, **cpu, **common)
     if compat.is_cupy_array(sample):
         return Traits(
