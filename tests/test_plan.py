@@ -268,32 +268,35 @@ def test_the_plan_chooses() -> None:
     assert isinstance(lazy_kind.evaluate, functools.partial)
 
 
+@pytest.mark.parametrize("k", [0, 3])
 @pytest.mark.parametrize("weights", [False, True])
 @pytest.mark.parametrize("tangents", ["y_dot", "y_ref_dot", "both"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_direct_calls_give_the_bits_of_the_evaluation(
-    be: Backend, dtype: str, tangents: str, weights: bool
+    be: Backend, dtype: str, tangents: str, weights: bool, k: int
 ) -> None:
     """A call that needs nothing but its evaluation takes the plan's ``loss``
-    and ``jvp`` (on NumPy and PyTorch's CPU, for a vector, the rule's
-    :func:`~l2loss._rule.vector` closures); they give the bits of the plan's
-    general evaluation, halved, on data with large, tiny and signed zeros."""
+    and ``jvp`` (on NumPy and PyTorch's CPU, for a vector, with K directions
+    or not, the rule's :func:`~l2loss._rule.vector` closures); they give the
+    bits of the plan's general evaluation, halved, on data with large, tiny
+    and signed zeros."""
     rng = np.random.default_rng(7)
     n = 4099
-    y, r, t, u, w = (rng.standard_normal(n) for _ in range(5))
+    y, r, w = (rng.standard_normal(n) for _ in range(3))
+    t, u = (rng.standard_normal((k, n) if k else n) for _ in range(2))
     y[:4], r[:4] = [1e18, -0.0, 1e-20, 3.0], [-1e18, 0.0, 0.0, 3.0]
     Y, R, T, U = (be.asarray(a, dtype) for a in (y, r, t, u))
     T = None if tangents == "y_ref_dot" else T
     U = None if tangents == "y_dot" else U
     W = be.asarray(np.abs(w), dtype) if weights else None
-    k = _kind(Y, R, T, U, None, W, None, False)
+    kind = _kind(Y, R, T, U, None, W, None, bool(k))
     if be.name in ("numpy", "torch") and be.device in (None, "cpu"):
-        assert getattr(k.jvp, "__qualname__", None) == "vector.<locals>.jvp"
-        assert getattr(k.loss, "__qualname__", None) == "vector.<locals>.loss"
-    L, Ld = be.call(l2_loss_jvp, Y, R, T, U, weights=W)
+        assert getattr(kind.jvp, "__qualname__", None) == "vector.<locals>.jvp"
+        assert getattr(kind.loss, "__qualname__", None) == "vector.<locals>.loss"
+    L, Ld = be.call(l2_loss_jvp, Y, R, T, U, weights=W, batched=bool(k))
     with be.computing():
-        sq, ip = k.evaluate(Y, R, T, U, None, W, None)
-        want_L = _rule.halve(k.xp, k.primal, sq)
+        sq, ip = kind.evaluate(Y, R, T, U, None, W, None)
+        want_L = _rule.halve(kind.xp, kind.primal, sq)
     np.testing.assert_array_equal(be.to_numpy(L), be.to_numpy(want_L))
     np.testing.assert_array_equal(be.to_numpy(Ld), be.to_numpy(ip))
     L_loss = be.call(l2_loss, Y, R, weights=W)

@@ -58,8 +58,9 @@ class Kind:
     primal, full
         The dtypes of ``y``, ``y_ref`` and the weights (those of L, the
         residual and the cotangents), and of every argument (those of L_dot).
-    evaluate
-        The plan's evaluation, ``evaluate(*arrays, zero) -> (sq, ip)``.
+    plan, evaluate
+        The plan (:class:`~l2loss._plan.Plan`), and its evaluation,
+        ``evaluate(*arrays, zero) -> (sq, ip)``.
     plain
         Whether the arrays go to the evaluation as they are (no mask, guard,
         or weights to expand).
@@ -83,6 +84,7 @@ class Kind:
         "lead",
         "loss",
         "plain",
+        "plan",
         "primal",
         "ready",
         "shape",
@@ -131,7 +133,7 @@ class Kind:
             self.primal = replace(self.primal, widen=True, narrow=self.full.narrow)
         self.traits, self.xp, self.adopt = traits, xp, adopt
         self.shape, self.batch = shape, batch
-        p = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
+        self.plan = p = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
         self.evaluate = p.evaluate
         # Weights of y's shape need no expanding.
         self.plain = where is None and self.lead in (-1, len(shape)) and traits.guard is None
@@ -271,11 +273,18 @@ def _prepared(
 
 
 def _loss(k: Kind, *arrays: Array) -> Array:
+    if k.plain:  # the arrays as they are (PyTorch's autograd records these calls)
+        y, y_ref, _, _, _, weights = arrays
+        return k.plan.loss(y, y_ref, weights)
     return _rule.halve(k.xp, k.primal, _values(k, *arrays)[0])
 
 
 def _jvp(k: Kind, *arrays: Array) -> tuple[Array, Array]:
     xp = k.xp
+    y, y_ref, y_dot, y_ref_dot, _, weights = arrays
+    if k.plain and not k.full.widen and (y_dot is not None or y_ref_dot is not None):
+        out: tuple[Array, Array] = k.plan.jvp(y, y_ref, y_dot, y_ref_dot, weights)
+        return out
     sq, ip = _values(k, *arrays)
     L = _rule.halve(xp, k.primal, sq)
     out = k.full.out

@@ -372,8 +372,8 @@ class Plan(NamedTuple):
     ``jvp(y, y_ref, y_dot, y_ref_dot, weights) -> (L, L_dot)`` serve the calls
     whose arrays go to it as they are (no mask, nothing to check or widen),
     with the halving done: for a real vector of one dtype in cache (weights,
-    if any, of its shape), as the rule's :func:`~l2loss._rule.vector`
-    closures, with nothing left to choose.
+    if any, of its shape; directions or not), as the rule's
+    :func:`~l2loss._rule.vector` closures, with nothing left to choose.
     """
 
     evaluate: Evaluation
@@ -402,14 +402,17 @@ def plan(
     ops = traits.vector
     if ops is None:
         return Plan(evaluate, *_halved(traits.xp, primal, evaluate, halve))
+    # With directions, the tangents go to the library's dot (which takes them).
+    tdot = _vector_dot(traits, full, True) if batch else ops.dot
     if (
         len(shape) == 1
         and axes == (-1,)
         and lead in (-1, 1)
-        and not (batch or full.complex or full.widen or full.mixed)
+        and tdot is not None
+        and not (full.complex or full.widen or full.mixed)
         and _in_cache(traits, primal, shape[0])
     ):
-        return Plan(evaluate, *vector(ops.dot, ops.mul, ops.half(primal.out)))
+        return Plan(evaluate, *vector(ops.dot, tdot, ops.mul, ops.half(primal.out)))
     half = ops.half(primal.real_work)
 
     def halved(xp: Any, dt: Dtypes, sq: Array) -> Array:

@@ -91,12 +91,15 @@ def sums(
     return sq, inner(wd, y_dot if plain else _tangent(xp, dt, y_dot, mask, zero)) - ip_ref
 
 
-def vector(dot: Inner, mul: Callable[[Any, Any], Any], half: Any) -> tuple[Callable[..., Any], ...]:
+def vector(
+    dot: Inner, tdot: Inner, mul: Callable[[Any, Any], Any], half: Any
+) -> tuple[Callable[..., Any], ...]:
     """The rule for a real vector of one dtype without a mask, as ``loss(y,
     y_ref, weights) -> L`` and ``jvp(y, y_ref, y_dot, y_ref_dot, weights) ->
     (L, L_dot)`` with nothing left to choose: ``L = mul(dot(w d, d), half)``,
-    ``L_dot = dot(w d, y_dot) - dot(w d, y_ref_dot)``, the operations of
-    :func:`sums` and :func:`halve` in their order.
+    ``L_dot = tdot(w d, y_dot) - tdot(w d, y_ref_dot)``, the operations of
+    :func:`sums` and :func:`halve` in their order (``tdot`` takes tangents
+    with a leading axis of directions where the call has them).
     """
 
     def loss(y: Any, y_ref: Any, weights: Any) -> Any:
@@ -108,10 +111,10 @@ def vector(dot: Inner, mul: Callable[[Any, Any], Any], half: Any) -> tuple[Calla
         wd = d if weights is None else weights * d
         L = mul(dot(wd, d), half)
         if y_ref_dot is None:
-            return L, dot(wd, y_dot)
+            return L, tdot(wd, y_dot)
         if y_dot is None:
-            return L, -dot(wd, y_ref_dot)
-        return L, dot(wd, y_dot) - dot(wd, y_ref_dot)
+            return L, -tdot(wd, y_ref_dot)
+        return L, tdot(wd, y_dot) - tdot(wd, y_ref_dot)
 
     return loss, jvp
 
