@@ -242,6 +242,25 @@ def test_rows_of_any_tangent_match_exact_sums(
             assert abs(Ld[j, i] - math.fsum(d[i] * t_used[j, i])) <= 8 * eps64 * scale, (i, j)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 4), (2, 1), (1, 5)])
+@pytest.mark.parametrize("axis", [(), -1, 1, 0, (0, 1), None])
+def test_two_dimensional_reductions_keep_their_shape(
+    be: Backend, shape: tuple[int, int], axis: Any
+) -> None:
+    """Every reduction of small 2-D inputs (rows summed as they are among
+    them, and ``axis=()``, which reduces nothing) gives L and L_dot of
+    ``sum(axis=...)``'s shape and values."""
+    n = math.prod(shape)
+    y = np.arange(n, dtype=np.float64).reshape(shape) / 2
+    r, t = np.ones(shape), np.arange(n, 0, -1, dtype=np.float64).reshape(shape)
+    L, Ld = be.call(l2_loss_jvp, be.asarray(y), be.asarray(r), be.asarray(t), axis=axis)
+    want_L, want_Ld = 0.5 * np.sum((y - r) ** 2, axis=axis), np.sum((y - r) * t, axis=axis)
+    L, Ld = be.to_numpy(L), be.to_numpy(Ld)
+    assert L.shape == Ld.shape == np.shape(want_L)
+    np.testing.assert_allclose(L, want_L, rtol=1e-15)
+    np.testing.assert_allclose(Ld, want_Ld, rtol=1e-15)
+
+
 def test_the_plan_chooses() -> None:
     """NumPy: the plain expression while the inputs fit in cache (a vector is
     not even reshaped) and for reductions over leading axes; blocks above;

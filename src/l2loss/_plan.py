@@ -482,7 +482,7 @@ def _evaluation(
                 return functools.partial(sums, xp, primal, inner)
             return Whole(xp, primal, inner, _Layout((r,), (r,), kept, False), batch, general)
         inner = _last_inner(traits, full, primal, False, batched, r)
-        if rows.shape == shape and not fold:  # rows already: summed as they are
+        if ndim == 2 and axes == (-1,):  # rows already: summed as they are
             return functools.partial(sums, xp, primal, inner)
         return Whole(xp, primal, inner, rows, batch, general)
     vector_dot = _vector_dot(traits, full, batched)
