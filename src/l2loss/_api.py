@@ -58,18 +58,19 @@ class Kind:
     primal, full
         The dtypes of ``y``, ``y_ref`` and the weights (those of L, the
         residual and the cotangents), and of every argument (those of L_dot).
-    plan, evaluate
-        The plan (:class:`~l2loss._plan.Plan`), and its evaluation,
-        ``evaluate(*arrays, zero) -> (sq, ip)``.
+    evaluate
+        The plan's evaluation, ``evaluate(*arrays, zero) -> (sq, ip)``.
     plain
         Whether the arrays go to the evaluation as they are (no mask, guard,
         or weights to expand).
-    loss, jvp
-        The plan's ``loss`` and ``jvp`` (:class:`~l2loss._plan.Plan`) for
-        calls that need nothing else: no adoption, device check, autodiff or
-        compilation either, once ``ready`` (if not None) says so of their
-        arrays (``Traits.ready``); ``jvp`` where its results also come out in
+    plain_loss, plain_jvp
+        The plan's ``loss`` and ``jvp`` (:class:`~l2loss._plan.Plan`) where
+        the arrays are plain; ``plain_jvp`` where its results also come out in
         their dtypes (a tangent given, no half precision to return). Else None.
+    loss, jvp
+        The same, for calls that need nothing else: no adoption, device
+        check, autodiff or compilation either, once ``ready`` (if not None)
+        says so of their arrays (``Traits.ready``). Else None.
     """
 
     __slots__ = (
@@ -84,7 +85,8 @@ class Kind:
         "lead",
         "loss",
         "plain",
-        "plan",
+        "plain_jvp",
+        "plain_loss",
         "primal",
         "ready",
         "shape",
@@ -133,19 +135,20 @@ class Kind:
             self.primal = replace(self.primal, widen=True, narrow=self.full.narrow)
         self.traits, self.xp, self.adopt = traits, xp, adopt
         self.shape, self.batch = shape, batch
-        self.plan = p = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
+        p = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
         self.evaluate = p.evaluate
         # Weights of y's shape need no expanding.
         self.plain = where is None and self.lead in (-1, len(shape)) and traits.guard is None
+        tangent = y_dot is not None or y_ref_dot is not None
+        self.plain_loss = p.loss if self.plain else None
+        self.plain_jvp = p.jvp if self.plain and tangent and not self.full.widen else None
         # Calls that need nothing but the evaluation of their arrays as they
         # are, always or once the library's quick check passes.
         checks = traits.check_devices or traits.autodiff is not None
         self.ready = traits.ready if checks else None
-        direct = self.plain and not (adopt or traits.compile or (checks and self.ready is None))
-        self.loss = p.loss if direct else None
-        # ... and whose results come out of it in their dtypes, L_dot included.
-        tangent = y_dot is not None or y_ref_dot is not None
-        self.jvp = p.jvp if direct and tangent and not self.full.widen else None
+        direct = not (adopt or traits.compile or (checks and self.ready is None))
+        self.loss = self.plain_loss if direct else None
+        self.jvp = self.plain_jvp if direct else None
 
     @property
     def loss_shape(self) -> tuple[int, ...]:
@@ -273,17 +276,17 @@ def _prepared(
 
 
 def _loss(k: Kind, *arrays: Array) -> Array:
-    if k.plain:  # the arrays as they are (PyTorch's autograd records these calls)
+    if k.plain_loss is not None:  # PyTorch's autograd records these calls too
         y, y_ref, _, _, _, weights = arrays
-        return k.plan.loss(y, y_ref, weights)
+        return k.plain_loss(y, y_ref, weights)
     return _rule.halve(k.xp, k.primal, _values(k, *arrays)[0])
 
 
 def _jvp(k: Kind, *arrays: Array) -> tuple[Array, Array]:
     xp = k.xp
-    y, y_ref, y_dot, y_ref_dot, _, weights = arrays
-    if k.plain and not k.full.widen and (y_dot is not None or y_ref_dot is not None):
-        out: tuple[Array, Array] = k.plan.jvp(y, y_ref, y_dot, y_ref_dot, weights)
+    if k.plain_jvp is not None:
+        y, y_ref, y_dot, y_ref_dot, _, weights = arrays
+        out: tuple[Array, Array] = k.plain_jvp(y, y_ref, y_dot, y_ref_dot, weights)
         return out
     sq, ip = _values(k, *arrays)
     L = _rule.halve(xp, k.primal, sq)

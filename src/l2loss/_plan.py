@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -401,7 +402,7 @@ def plan(
     evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead)
     ops = traits.vector
     if ops is None:
-        return Plan(evaluate, *_halved(traits.xp, primal, evaluate, halve))
+        return Plan(evaluate, *_halved(traits.xp, primal, evaluate, 0.5, operator.mul))
     # With directions, the tangents go to the library's dot (which takes them).
     tdot = _vector_dot(traits, full, True) if batch else ops.dot
     if (
@@ -414,24 +415,21 @@ def plan(
     ):
         return Plan(evaluate, *vector(ops.dot, tdot, ops.mul, ops.half(primal.out)))
     half = ops.half(primal.real_work)
-
-    def halved(xp: Any, dt: Dtypes, sq: Array) -> Array:
-        return halve(xp, dt, sq) if dt.widen else ops.mul(sq, half)
-
-    return Plan(evaluate, *_halved(traits.xp, primal, evaluate, halved))
+    return Plan(evaluate, *_halved(traits.xp, primal, evaluate, half, ops.mul))
 
 
 def _halved(
-    xp: Any, dt: Dtypes, evaluate: Evaluation, halve: Callable[[Any, Dtypes, Array], Array]
+    xp: Any, dt: Dtypes, evaluate: Evaluation, half: Any, mul: Callable[[Any, Any], Any]
 ) -> tuple[Callable[..., Array], Callable[..., tuple[Array, Array]]]:
-    """``loss`` and ``jvp`` of :class:`Plan` as ``evaluate`` and ``halve``."""
+    """``loss`` and ``jvp`` of :class:`Plan`: ``evaluate``, then :func:`halve`
+    with the library's ``half`` and ``mul``."""
 
     def loss(y: Array, y_ref: Array, weights: Array) -> Array:
-        return halve(xp, dt, evaluate(y, y_ref, None, None, None, weights, None)[0])
+        return halve(xp, dt, evaluate(y, y_ref, None, None, None, weights, None)[0], half, mul)
 
     def jvp(y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, weights: Array) -> Any:
         sq, ip = evaluate(y, y_ref, y_dot, y_ref_dot, None, weights, None)
-        return halve(xp, dt, sq), ip
+        return halve(xp, dt, sq, half, mul), ip
 
     return loss, jvp
 

@@ -15,6 +15,7 @@ chooses. A tangent given as None is a structural zero: never read, no work.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -126,10 +127,13 @@ def _tangent(xp: Any, dt: Dtypes, t: Any, mask: Any, zero: Any) -> Any:
     return t if mask is None else xp.where(mask, t, zero)
 
 
-def halve(xp: Any, dt: Dtypes, sq: Any) -> Any:
-    """``L = sq / 2`` in the results' dtype (half precision, if that is what
-    the inputs are, after summing in single)."""
-    L = sq * 0.5
+def halve(
+    xp: Any, dt: Dtypes, sq: Any, half: Any = 0.5, mul: Callable[[Any, Any], Any] = operator.mul
+) -> Any:
+    """``L = mul(sq, half) = sq / 2`` in the results' dtype (half precision,
+    if that is what the inputs are, after summing in single); ``half`` and
+    ``mul`` as the library takes them fastest (``Traits.vector``)."""
+    L = mul(sq, half)
     return xp.astype(L, dt.out) if dt.widen and L.dtype != dt.out else L
 
 

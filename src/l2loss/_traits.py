@@ -244,15 +244,13 @@ def _torch_dot(torch: Any, b: Array, a: Array) -> Array:
 _EINSUM_ROWS = 64
 
 
+def _einsum_rows(a: Array, b: Array) -> Array:
+    r = np.einsum("...i,...i->...", a, b)
+    return r.real if r.dtype.kind == "c" else r
+
+
 def _numpy_rows(dt: Dtypes, length: int) -> Callable[[Array, Array], Array] | None:
-    if length > _EINSUM_ROWS:
-        return None
-
-    def inner(a: Array, b: Array) -> Array:
-        r = np.einsum("...i,...i->...", a, b)
-        return r.real if r.dtype.kind == "c" else r
-
-    return inner
+    return _einsum_rows if length <= _EINSUM_ROWS else None
 
 
 # PyTorch's matrix product per row sums each row in order: longer rows keep
