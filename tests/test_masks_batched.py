@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat as compat
 import numpy as np
 import pytest
 import reference as ref
 from backends import Backend
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from strategies import masks, problems, values
 from test_values import close, vjp_apply
 
@@ -159,3 +161,44 @@ def test_infinite_cotangent_leaves_masked_entries_at_zero(be: Backend) -> None:
             weights=be.asarray(np.where(keep, 1.0, np.nan)),
         )
         assert np.all(be.to_numpy(yb)[~keep] == 0.0)
+
+
+_FLOAT_BITS = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+def _bits(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The bit patterns of a float array's items (pairs of them for complex)."""
+    if a.dtype.kind == "c":
+        a = np.stack([a.real, a.imag])
+    return np.ascontiguousarray(a).view(_FLOAT_BITS[a.dtype.itemsize])
+
+
+@given(data=st.data())
+def test_masking_gives_the_bits_of_where(be: Backend, data: st.DataObject) -> None:
+    """The library's masking (``Traits.keep``) gives the bits of
+    ``where(mask, a, zero)`` for any values (NaN payloads, infinities, -0.0,
+    subnormals), for ``a`` of the zero's dtype, of another, 0-d and
+    broadcasting, and for several arrays under one mask."""
+    from l2loss._traits import traits_of
+
+    names = ["float64", "float32", *(n for n in be.low_precision if n == "float16")]
+    if be.has_complex:
+        names.append("complex128")
+    zero_dtype = data.draw(st.sampled_from([n for n in names if n != "complex128"]))
+    shape = data.draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=6))
+    keep = data.draw(masks(shape))
+    M = be.asarray(keep)
+    traits = traits_of(("where",), (M,))[0]
+    zero = be.xp.zeros((), dtype=be.dtype(zero_dtype), device=compat.device(M))
+    keep_fn = traits.keep(be.xp, zero, M)
+    for _ in range(3):  # several arrays under one mask
+        dtype = data.draw(st.sampled_from([zero_dtype, *names]))
+        a_shape = data.draw(st.sampled_from([shape, (), (*shape[:-1], 1)]))
+        elements = hnp.from_dtype(np.dtype(dtype), allow_nan=True, allow_infinity=True)
+        a = data.draw(hnp.arrays(np.dtype(dtype), a_shape, elements=elements))
+        A = be.asarray(a)
+        got = be.to_numpy(keep_fn(A))
+        want = be.to_numpy(be.xp.where(M, A, zero))
+        assert got.dtype == want.dtype
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(_bits(got), _bits(want))

@@ -59,7 +59,7 @@ class Kind:
         The dtypes of ``y``, ``y_ref`` and the weights (those of L, the
         residual and the cotangents), and of every argument (those of L_dot).
     evaluate
-        The plan's evaluation, ``evaluate(*arrays, zero) -> (sq, ip)``.
+        The plan's evaluation, ``evaluate(*arrays, masking) -> (sq, ip)``.
     plain
         Whether the arrays go to the evaluation as they are (no mask, guard,
         or weights to expand).
@@ -248,12 +248,20 @@ def _values(
     k: Kind, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, mask: Array, weights: Array
 ) -> tuple[Array, Array]:
     """``(sq, ip)`` of the rule, by the plan's evaluation."""
-    zero = None
+    masking = None
     if not k.plain:
-        if mask is not None:
-            zero = k.xp.zeros((), dtype=k.primal.real_work, device=compat.device(y))
+        masking = masking_of(k, mask, y, k.primal.real_work)
         y, weights = _prepared(k, y, y_ref, y_dot, y_ref_dot, mask, weights)
-    return k.evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, zero)
+    return k.evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, masking)
+
+
+def masking_of(k: Kind, mask: Array, like: Array, dtype: Any) -> _rule.Masking | None:
+    """The :data:`~l2loss._rule.Masking` of ``mask`` (None without one): the
+    library's ``keep`` with a 0-d zero of ``dtype`` on ``like``'s device."""
+    if mask is None:
+        return None
+    zero = k.xp.zeros((), dtype=dtype, device=compat.device(like))
+    return functools.partial(k.traits.keep, k.xp, zero)
 
 
 def _prepared(
@@ -338,11 +346,9 @@ def _cotangents(
             # and expand_dims need every size, and Dask's may be unknown).
             reduced = {len(k.shape) + ax for ax in k.axes}
             scale = scale[tuple(None if i in reduced else slice(None) for i in range(len(k.shape)))]
-    zero = None
-    if mask is not None:
-        zero = xp.zeros((), dtype=dt.real_work, device=compat.device(y))
+    masking = masking_of(k, mask, y, dt.real_work)
     g, w = _prepared(k, y, y_ref, y_dot, y_ref_dot, mask, weights)
-    d = _rule.cotangent(xp, dt, g, y_ref, mask, w, zero, scale)
+    d = _rule.cotangent(xp, dt, g, y_ref, mask, w, masking, scale)
     return _like(k, d, y), (_like(k, -d, y_ref) if both else None)
 
 

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 from . import _parallel
 from ._dtypes import Dtypes
-from ._rule import Inner, halve, sums, vector
+from ._rule import Inner, Masking, halve, sums, vector
 from ._traits import Traits
 
 __all__ = ["Operands", "Plan", "plan"]
@@ -57,7 +57,7 @@ class Operands(NamedTuple):
         return Operands(*(None if a is None else f(a) for a in self))
 
 
-# evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, zero) -> (sq, ip)
+# evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, masking) -> (sq, ip)
 Evaluation = Callable[..., tuple[Array, Array]]
 
 
@@ -210,16 +210,16 @@ class _Viewed:
         y_ref_dot: Array,
         mask: Array,
         weights: Array,
-        zero: Array,
+        masking: Masking | None,
     ) -> tuple[Array, Array]:
         o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
         try:
             v = self.layout.operands(self.xp, o, self.batch)
         except (ValueError, AttributeError, RuntimeError):
-            return sums(self.xp, self.dt, self.fallback, *o, zero)
-        return self._over(v, zero)
+            return sums(self.xp, self.dt, self.fallback, *o, masking)
+        return self._over(v, masking)
 
-    def _over(self, v: Operands, zero: Array) -> tuple[Array, Array]:
+    def _over(self, v: Operands, masking: Masking | None) -> tuple[Array, Array]:
         raise NotImplementedError
 
 
@@ -230,9 +230,9 @@ class Whole(_Viewed):
 
     __slots__ = ()
 
-    def _over(self, v: Operands, zero: Array) -> tuple[Array, Array]:
+    def _over(self, v: Operands, masking: Masking | None) -> tuple[Array, Array]:
         xp = self.xp
-        return self.layout.results(xp, *sums(xp, self.dt, self.inner, *v, zero), self.batch)
+        return self.layout.results(xp, *sums(xp, self.dt, self.inner, *v, masking), self.batch)
 
 
 class Blocks(_Viewed):
@@ -262,7 +262,7 @@ class Blocks(_Viewed):
         super().__init__(xp, dt, inner, layout, batch, fallback)
         self.q, self.tail, self.rows, self.span, self.workers = q, tail, rows, span, workers
 
-    def _over(self, flat: Operands, zero: Array) -> tuple[Array, Array]:
+    def _over(self, flat: Operands, masking: Masking | None) -> tuple[Array, Array]:
         xp, dt = self.xp, self.dt
         layout, q, tail, inner = self.layout, self.q, self.tail, self.inner
         m, r = layout.shape
@@ -283,7 +283,7 @@ class Blocks(_Viewed):
             b = body.map(lambda a: a[..., rows, pieces, :])
             if per_row is not None:
                 b = b._replace(weights=xp.reshape(per_row[rows, :], (-1, 1, 1)))
-            return sums(xp, dt, inner, *b, zero)
+            return sums(xp, dt, inner, *b, masking)
 
         at = [
             (slice(i, min(i + self.rows, m)), slice(j, min(j + self.span, q)))
@@ -298,7 +298,7 @@ class Blocks(_Viewed):
             ends = core.map(lambda a: a[..., q * p :])
             if per_row is not None:
                 ends = ends._replace(weights=per_row)
-            tsq, tip = sums(xp, dt, inner, *ends, zero)
+            tsq, tip = sums(xp, dt, inner, *ends, masking)
             sq = xp.concat([sq, tsq[..., None]], axis=-1)
             ip = None if ip is None else xp.concat([ip, tip[..., None]], axis=-1)
         sq = xp.sum(sq, axis=-1)
@@ -326,13 +326,13 @@ class Pieces(_Viewed):
         super().__init__(xp, dt, inner, layout, batch, fallback)
         self.piece = piece
 
-    def _over(self, v: Operands, zero: Array) -> tuple[Array, Array]:
+    def _over(self, v: Operands, masking: Masking | None) -> tuple[Array, Array]:
         xp, dt, inner, step = self.xp, self.dt, self.inner, self.piece
         n = v.y.shape[0]
         parts = []
         for i in range(0, n, step):
             cut = slice(i, min(i + step, n))
-            parts.append(sums(xp, dt, inner, *v.map(lambda a: a[..., cut]), zero))  # noqa: B023
+            parts.append(sums(xp, dt, inner, *v.map(lambda a: a[..., cut]), masking))  # noqa: B023
         sq = xp.sum(xp.stack([s for s, _ in parts]), axis=0)
         ip = None if parts[0][1] is None else xp.sum(xp.stack([p for _, p in parts]), axis=0)
         return sq, ip
@@ -368,7 +368,7 @@ def _itemsize(xp: Any, dt: Dtypes) -> int:
 class Plan(NamedTuple):
     """How one kind of call is evaluated.
 
-    ``evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, zero) -> (sq,
+    ``evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, masking) -> (sq,
     ip)`` serves every call. ``loss(y, y_ref, weights) -> L`` and
     ``jvp(y, y_ref, y_dot, y_ref_dot, weights) -> (L, L_dot)`` serve the calls
     whose arrays go to it as they are (no mask, nothing to check or widen),

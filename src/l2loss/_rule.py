@@ -21,42 +21,51 @@ from typing import Any
 
 from ._dtypes import Dtypes
 
-__all__ = ["cotangent", "halve", "residual", "sums", "vector"]
+__all__ = ["Keep", "Masking", "cotangent", "halve", "residual", "sums", "vector"]
 
 Inner = Callable[[Any, Any], Any]
+Keep = Callable[[Any], Any]
+#: ``masking(mask)``: the function ``keep`` with ``keep(a)`` the bits of
+#: ``xp.where(mask, a, zero)`` (``zero`` a 0-d array of the real working
+#: dtype), as the library computes it fastest (``Traits.keep``). Never
+#: ``mask * a``: 0 * NaN is NaN.
+Masking = Callable[[Any], Keep]
 
 
 def _widen(xp: Any, dt: Dtypes, a: Any) -> Any:
     return a if a.dtype == dt.work else xp.astype(a, dt.work)
 
 
-def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, mask: Any, zero: Any) -> Any:
-    """``d = y - y_ref`` in the working dtype, exactly 0 where ``mask`` is False
-    (``y_ref`` None is a structural zero).
+def _keep(mask: Any, masking: Masking | None) -> Keep | None:
+    if mask is None:
+        return None
+    assert masking is not None, "a mask comes with its masking"
+    return masking(mask)
 
-    ``zero`` is a 0-d array of the real working dtype (so that masking keeps
-    the residual's dtype).
+
+def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, keep: Keep | None) -> Any:
+    """``d = y - y_ref`` in the working dtype, exactly 0 where the mask is
+    False (``keep``, see :data:`Masking`; ``y_ref`` None is a structural zero).
     """
     if dt.widen:
         # Widen before subtracting: in float16, y - y_ref may already overflow.
         y = _widen(xp, dt, y)
         y_ref = None if y_ref is None else _widen(xp, dt, y_ref)
-    if mask is not None:
+    if keep is not None:
         # Mask the inputs, not their difference: inf - inf under a False entry
-        # would raise a floating-point warning. xp.where, never mask * y:
-        # 0 * NaN is NaN.
-        y = xp.where(mask, y, zero)
-        y_ref = None if y_ref is None else xp.where(mask, y_ref, zero)
+        # would raise a floating-point warning.
+        y = keep(y)
+        y_ref = None if y_ref is None else keep(y_ref)
     return y if y_ref is None else y - y_ref
 
 
-def _weighted(xp: Any, dt: Dtypes, d: Any, weights: Any, mask: Any, zero: Any) -> Any:
-    """``w d``, with ``w`` taken as 0 where ``mask`` is False (a NaN weight of
+def _weighted(xp: Any, dt: Dtypes, d: Any, weights: Any, keep: Keep | None) -> Any:
+    """``w d``, with ``w`` taken as 0 where the mask is False (a NaN weight of
     a left-out entry must not reach the sums)."""
     if dt.widen:
         weights = xp.astype(weights, dt.real_work)
-    if mask is not None:
-        weights = xp.where(mask, weights, zero)
+    if keep is not None:
+        weights = keep(weights)
     return weights * d
 
 
@@ -70,7 +79,7 @@ def sums(
     y_ref_dot: Any,
     mask: Any,
     weights: Any,
-    zero: Any,
+    masking: Masking | None,
 ) -> tuple[Any, Any]:
     """``(sq, ip)``: the weighted sum of squares and the pushforward's inner
     product; ``ip`` is None when both tangents are structural zeros.
@@ -79,17 +88,18 @@ def sums(
     (weighted) residual, never a temporary for ``y_dot - y_ref_dot``.
     """
     plain = mask is None and not dt.widen
-    d = y - y_ref if plain and y_ref is not None else residual(xp, dt, y, y_ref, mask, zero)
-    wd = d if weights is None else _weighted(xp, dt, d, weights, mask, zero)
+    keep = _keep(mask, masking)
+    d = y - y_ref if plain and y_ref is not None else residual(xp, dt, y, y_ref, keep)
+    wd = d if weights is None else _weighted(xp, dt, d, weights, keep)
     sq = inner(wd, d)
     if y_ref_dot is None:
         if y_dot is None:
             return sq, None
-        return sq, inner(wd, y_dot if plain else _tangent(xp, dt, y_dot, mask, zero))
-    ip_ref = inner(wd, y_ref_dot if plain else _tangent(xp, dt, y_ref_dot, mask, zero))
+        return sq, inner(wd, y_dot if plain else _tangent(xp, dt, y_dot, keep))
+    ip_ref = inner(wd, y_ref_dot if plain else _tangent(xp, dt, y_ref_dot, keep))
     if y_dot is None:
         return sq, -ip_ref
-    return sq, inner(wd, y_dot if plain else _tangent(xp, dt, y_dot, mask, zero)) - ip_ref
+    return sq, inner(wd, y_dot if plain else _tangent(xp, dt, y_dot, keep)) - ip_ref
 
 
 def vector(
@@ -120,11 +130,11 @@ def vector(
     return loss, jvp
 
 
-def _tangent(xp: Any, dt: Dtypes, t: Any, mask: Any, zero: Any) -> Any:
+def _tangent(xp: Any, dt: Dtypes, t: Any, keep: Keep | None) -> Any:
     """A tangent in a working dtype (half precision widened), 0 where masked."""
     if dt.widen and t.dtype in dt.narrow:
         t = xp.astype(t, dt.work)
-    return t if mask is None else xp.where(mask, t, zero)
+    return t if keep is None else keep(t)
 
 
 def halve(
@@ -144,7 +154,7 @@ def cotangent(
     y_ref: Any,
     mask: Any,
     weights: Any,
-    zero: Any,
+    masking: Masking | None,
     L_bar: Any,
     *,
     in_place: bool = True,
@@ -157,16 +167,17 @@ def cotangent(
     temporary; a caller that records operations for differentiation (PyTorch
     with ``create_graph``) asks for a new array instead.
     """
-    d = residual(xp, dt, y, y_ref, mask, zero)
+    keep = _keep(mask, masking)
+    d = residual(xp, dt, y, y_ref, keep)
     scale = L_bar
-    if mask is not None:
+    if keep is not None:
         # Masked before multiplying: an infinite L_bar or weight times a
         # masked 0 would be NaN, and a floating-point warning.
-        scale = xp.where(mask, scale, zero)
+        scale = keep(scale)
     if weights is not None:
         if dt.widen:
             weights = xp.astype(weights, dt.real_work)
-        scale = scale * (weights if mask is None else xp.where(mask, weights, zero))
+        scale = scale * (weights if keep is None else keep(weights))
     if in_place and d is not y:  # never the caller's own array
         d *= scale
         return d

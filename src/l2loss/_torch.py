@@ -26,10 +26,6 @@ __all__ = ["call"]
 Tensor = Any
 
 
-def _zero(k: Any, like: Tensor) -> Tensor:
-    return torch.zeros((), dtype=k.full.real_work, device=like.device)
-
-
 def _weights(k: Any, weights: Tensor) -> Tensor:
     return None if weights is None else _api._expanded(weights, len(k.shape))
 
@@ -57,7 +53,7 @@ def _scaled(k: Any, a: Tensor, a_ref: Tensor, L_bar: Any, mask: Tensor, w: Tenso
         if a_ref is None:
             return None
         return -_scaled(k, a_ref, None, L_bar, mask, w)
-    zero = None if mask is None else _zero(k, a)
+    masking = _api.masking_of(k, mask, a, k.full.real_work)
     scale = _broadcast(k, L_bar)
     # In place (saving an N-sized temporary) only when nothing is recorded
     # and the residual has the product's shape: not under vmap, whose
@@ -65,7 +61,7 @@ def _scaled(k: Any, a: Tensor, a_ref: Tensor, L_bar: Any, mask: Tensor, w: Tenso
     in_place = not torch.is_grad_enabled() and (
         not isinstance(scale, torch.Tensor) or (scale.ndim <= a.ndim and not _vmapped(scale))
     )
-    return _rule.cotangent(k.xp, k.full, a, a_ref, mask, w, zero, scale, in_place=in_place)
+    return _rule.cotangent(k.xp, k.full, a, a_ref, mask, w, masking, scale, in_place=in_place)
 
 
 def _inner(
@@ -78,9 +74,9 @@ def _inner(
     sign = 1
     if a is None:
         a, a_ref, sign = a_ref, None, -1
-    zero = None if mask is None else _zero(k, a)
+    masking = _api.masking_of(k, mask, a, k.full.real_work)
     inner = _axes_inner(k.xp, k.full, k.axes)
-    _, ip = _rule.sums(k.xp, k.full, inner, a, a_ref, t, t_ref, mask, w, zero)
+    _, ip = _rule.sums(k.xp, k.full, inner, a, a_ref, t, t_ref, mask, w, masking)
     return ip if sign > 0 else -ip
 
 

@@ -160,6 +160,11 @@ class Traits:
     vector
         The :class:`VectorOps` of calls that run as their evaluation alone
         (on the host), or None.
+    keep
+        ``keep(xp, zero, mask)``: the function that gives the bits of
+        ``xp.where(mask, a, zero)`` for an array ``a`` (``zero`` is a 0-d
+        array of the real working dtype), as the library computes them
+        fastest; the default is ``xp.where`` itself.
     cast
         ``cast(name, dtype)``: the code, in this library, that casts the
         argument ``name`` to ``dtype`` (for error messages).
@@ -182,6 +187,9 @@ class Traits:
     host: Callable[..., bool] | None = None
     ready: Callable[..., bool] | None = None
     vector: VectorOps | None = None
+    keep: Callable[[Any, Array, Array], Callable[[Array], Array]] = lambda xp, zero, mask: (
+        lambda a: xp.where(mask, a, zero)
+    )
     cast: Callable[[str, str], str] = lambda name, dtype: f"xp.astype({name}, xp.{dtype})"
 
 
@@ -364,6 +372,31 @@ def _cast_hint(module: str, method: str) -> Callable[[str, str], str]:
     return forms[method]
 
 
+# The integers of the widths of NumPy's real floats, to mask their bits.
+_BITS = {
+    np.dtype(t): i
+    for t, i in ((np.float16, np.int16), (np.float32, np.int32), (np.float64, np.int64))
+}
+
+
+def _numpy_keep(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
+    """NumPy's ``where(mask, a, zero)`` for a float ``a`` of ``zero``'s dtype
+    as ``a``'s bits AND-ed with all ones or none: the same bits, without the
+    branch per item that makes ``where`` several times slower."""
+    ints = _BITS.get(zero.dtype)
+    ones: list[Array] = []
+
+    def keep(a: Array) -> Array:
+        if ints is None or type(a) is not np.ndarray or a.dtype != zero.dtype:
+            return np.where(mask, a, zero)
+        if not ones:  # once per mask, for the several arrays it masks
+            k = mask.astype(ints)
+            ones.append(np.negative(k, out=k))
+        return (a.view(ints) & ones[0]).view(a.dtype)
+
+    return keep
+
+
 def _classify(xp: Any, sample: Array) -> Traits:
     """The traits of the library of ``sample`` (an array of namespace ``xp``)."""
     if compat.is_numpy_array(sample):
@@ -375,6 +408,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             dot_batches=True,
             rows=_numpy_rows,
             vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
+            keep=_numpy_keep,
             cast=_cast_hint("numpy", "method"),
         )
     if compat.is_torch_array(sample):
