@@ -7,6 +7,7 @@ directions; and the plan chooses as documented."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import threading
@@ -185,6 +186,50 @@ def test_small_blocks_match_reference(be: Backend, dtype: str, inner: str) -> No
             assert got_Ld.shape == np.shape(want_Ld), case
             assert np.all(np.abs(got_L - want_L) <= tol * sL), case
             assert np.all(np.abs(got_Ld - want_Ld) <= tol * sLd), case
+
+
+def _subtract_of(t: Any) -> Any:
+    """The library's ``subtract`` (``Traits.subtract``), or one for any
+    library: ``a - b`` written into ``out`` by indexing."""
+    if t.subtract is not None:
+        return t.subtract
+    if t.name == "numpy":
+        return np.subtract
+
+    def subtract(a: Any, b: Any, out: Any) -> Any:
+        out[...] = a - b
+        return out
+
+    return subtract
+
+
+@pytest.mark.parametrize("inner", ["native", "gpu"])
+def test_block_buffers_give_the_bits_of_fresh_temporaries(be: Backend, inner: str) -> None:
+    """Blocks and pieces that write each residual into a buffer reused from
+    block to block (one per thread: NumPy's blocks on two threads) give the
+    bits of a fresh temporary per block: full reductions, rows, the tail,
+    masks, weights, and mixed dtypes, whose buffer takes the promoted dtype."""
+    rng = np.random.default_rng(11)
+    t = traits(be)
+    for dtype, t_dtype in (("float64", "float64"), ("float32", "float64")):
+        for shape, axis, wkind in CASES:
+            y, r = draw(rng, dtype, *shape), draw(rng, t_dtype, *shape)
+            v = draw(rng, t_dtype, *shape)
+            keep = be.asarray(rng.random(shape) > 0.25)
+            w = None if wkind is None else rng.random(shape if wkind == "full" else shape[:1])
+            args = [be.asarray(a) for a in (y, r, v)]
+            kw = {"axis": axis, "weights": None if w is None else be.asarray(w)}
+            got = []
+            with small_blocks(be, inner):
+                threads = dataclasses.replace(traits(be).blocking, workers=2, parallel=0)
+                for subtract in (_subtract_of(t), None):
+                    with override(t.name, blocking=threads, subtract=subtract):
+                        for mask in (None, keep):
+                            out = l2_loss_jvp(*args, where=mask, **kw)
+                            got += [be.to_numpy(x) for x in out]
+            half = len(got) // 2
+            for a, b in zip(got[:half], got[half:], strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=str((dtype, shape, axis, wkind)))
 
 
 @pytest.mark.parametrize("rows", [3, 12])

@@ -26,13 +26,16 @@ from __future__ import annotations
 import functools
 import math
 import operator
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import array_api_compat as compat
+
 from . import _parallel
 from ._dtypes import Dtypes
-from ._rule import Inner, Masking, halve, sums, vector
-from ._traits import Traits
+from ._rule import Inner, Masking, Sub, halve, sums, vector
+from ._traits import Subtract, Traits
 
 __all__ = ["Operands", "Plan", "plan"]
 
@@ -243,7 +246,7 @@ class Blocks(_Viewed):
     the pieces are added pairwise at the end.
     """
 
-    __slots__ = ("q", "rows", "span", "tail", "workers")
+    __slots__ = ("q", "rows", "span", "subtract", "tail", "workers")
 
     def __init__(
         self,
@@ -258,9 +261,11 @@ class Blocks(_Viewed):
         workers: int,
         batch: tuple[int, ...],
         fallback: Inner,
+        subtract: Subtract | None,
     ) -> None:
         super().__init__(xp, dt, inner, layout, batch, fallback)
         self.q, self.tail, self.rows, self.span, self.workers = q, tail, rows, span, workers
+        self.subtract = subtract
 
     def _over(self, flat: Operands, masking: Masking | None) -> tuple[Array, Array]:
         xp, dt = self.xp, self.dt
@@ -277,13 +282,14 @@ class Blocks(_Viewed):
             return xp.reshape(a[..., : q * p] if tail else a, (*a.shape[:-1], q, p))
 
         body = core.map(cut)
+        sub = _sub(xp, self.subtract)
 
         def block(at: tuple[slice, slice]) -> tuple[Array, Array]:
             rows, pieces = at
             b = body.map(lambda a: a[..., rows, pieces, :])
             if per_row is not None:
                 b = b._replace(weights=xp.reshape(per_row[rows, :], (-1, 1, 1)))
-            return sums(xp, dt, inner, *b, masking)
+            return sums(xp, dt, inner, *b, masking, sub)
 
         at = [
             (slice(i, min(i + self.rows, m)), slice(j, min(j + self.span, q)))
@@ -298,7 +304,7 @@ class Blocks(_Viewed):
             ends = core.map(lambda a: a[..., q * p :])
             if per_row is not None:
                 ends = ends._replace(weights=per_row)
-            tsq, tip = sums(xp, dt, inner, *ends, masking)
+            tsq, tip = sums(xp, dt, inner, *ends, masking, sub)
             sq = xp.concat([sq, tsq[..., None]], axis=-1)
             ip = None if ip is None else xp.concat([ip, tip[..., None]], axis=-1)
         sq = xp.sum(sq, axis=-1)
@@ -311,7 +317,7 @@ class Pieces(_Viewed):
     1-D pieces of ``piece`` items, each summed by the library's ``dot``,
     with the pieces' sums added pairwise at the end."""
 
-    __slots__ = ("piece",)
+    __slots__ = ("piece", "subtract")
 
     def __init__(
         self,
@@ -322,20 +328,43 @@ class Pieces(_Viewed):
         piece: int,
         batch: tuple[int, ...],
         fallback: Inner,
+        subtract: Subtract | None,
     ) -> None:
         super().__init__(xp, dt, inner, layout, batch, fallback)
-        self.piece = piece
+        self.piece, self.subtract = piece, subtract
 
     def _over(self, v: Operands, masking: Masking | None) -> tuple[Array, Array]:
         xp, dt, inner, step = self.xp, self.dt, self.inner, self.piece
         n = v.y.shape[0]
+        sub = _sub(xp, self.subtract)
         parts = []
         for i in range(0, n, step):
             cut = slice(i, min(i + step, n))
-            parts.append(sums(xp, dt, inner, *v.map(lambda a: a[..., cut]), masking))  # noqa: B023
+            parts.append(sums(xp, dt, inner, *v.map(lambda a: a[..., cut]), masking, sub))  # noqa: B023
         sq = xp.sum(xp.stack([s for s, _ in parts]), axis=0)
         ip = None if parts[0][1] is None else xp.sum(xp.stack([p for _, p in parts]), axis=0)
         return sq, ip
+
+
+def _sub(xp: Any, subtract: Subtract | None) -> Sub:
+    """``sub`` for one call that loops over blocks: ``a - b`` written by the
+    library's ``subtract`` into one buffer per thread, reused block after
+    block, since a fresh temporary per block can make the allocator fault
+    its pages in again each time (None: a new array each time)."""
+    if subtract is None:
+        return operator.sub
+    buffers: dict[int, Array] = {}
+
+    def sub(a: Array, b: Array) -> Array:
+        n = math.prod(a.shape)
+        dtype = a.dtype if a.dtype == b.dtype else xp.result_type(a, b)
+        key = threading.get_ident()
+        buf = buffers.get(key)
+        if buf is None or buf.shape[0] < n or buf.dtype != dtype:
+            buf = buffers[key] = xp.empty((n,), dtype=dtype, device=compat.device(a))
+        return subtract(a, b, xp.reshape(buf[:n], a.shape))
+
+    return sub
 
 
 def _assemble(xp: Any, parts: list[Array], per_row: int) -> Array:
@@ -490,10 +519,10 @@ def _evaluation(
         if primal.real_work != xp.float64 and traits.dot_float32 is not None:
             piece = min(piece, traits.dot_float32)
         vector = _Layout((size,), (size,), kept, False)
-        return Pieces(xp, primal, vector_dot, vector, piece, batch, general)
+        return Pieces(xp, primal, vector_dot, vector, piece, batch, general, traits.subtract)
     q, tail = _pieces(r, blocking.piece)
     per_block = max(1, blocking.block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
     workers = blocking.workers if size >= blocking.parallel else 1
     inner = _last_inner(traits, full, primal, False, batched, (r - tail) // q)
-    return Blocks(xp, primal, rows, q, tail, *at, inner, workers, batch, general)
+    return Blocks(xp, primal, rows, q, tail, *at, inner, workers, batch, general, traits.subtract)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ._dtypes import Dtypes
 
-__all__ = ["Keep", "Masking", "cotangent", "halve", "residual", "sums", "vector"]
+__all__ = ["Keep", "Masking", "Sub", "cotangent", "halve", "residual", "sums", "vector"]
 
 Inner = Callable[[Any, Any], Any]
 Keep = Callable[[Any], Any]
@@ -30,6 +30,8 @@ Keep = Callable[[Any], Any]
 #: dtype), as the library computes it fastest (``Traits.keep``). Never
 #: ``mask * a``: 0 * NaN is NaN.
 Masking = Callable[[Any], Keep]
+#: ``sub(a, b) -> a - b``, where the plan may write it into a buffer it reuses.
+Sub = Callable[[Any, Any], Any]
 
 
 def _widen(xp: Any, dt: Dtypes, a: Any) -> Any:
@@ -43,9 +45,12 @@ def _keep(mask: Any, masking: Masking | None) -> Keep | None:
     return masking(mask)
 
 
-def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, keep: Keep | None) -> Any:
-    """``d = y - y_ref`` in the working dtype, exactly 0 where the mask is
-    False (``keep``, see :data:`Masking`; ``y_ref`` None is a structural zero).
+def residual(
+    xp: Any, dt: Dtypes, y: Any, y_ref: Any, keep: Keep | None, sub: Sub = operator.sub
+) -> Any:
+    """``d = sub(y, y_ref) = y - y_ref`` in the working dtype, exactly 0 where
+    the mask is False (``keep``, see :data:`Masking`; ``y_ref`` None is a
+    structural zero).
     """
     if dt.widen:
         # Widen before subtracting: in float16, y - y_ref may already overflow.
@@ -56,7 +61,7 @@ def residual(xp: Any, dt: Dtypes, y: Any, y_ref: Any, keep: Keep | None) -> Any:
         # would raise a floating-point warning.
         y = keep(y)
         y_ref = None if y_ref is None else keep(y_ref)
-    return y if y_ref is None else y - y_ref
+    return y if y_ref is None else sub(y, y_ref)
 
 
 def _weighted(xp: Any, dt: Dtypes, d: Any, weights: Any, keep: Keep | None) -> Any:
@@ -80,16 +85,18 @@ def sums(
     mask: Any,
     weights: Any,
     masking: Masking | None,
+    sub: Sub = operator.sub,
 ) -> tuple[Any, Any]:
     """``(sq, ip)``: the weighted sum of squares and the pushforward's inner
-    product; ``ip`` is None when both tangents are structural zeros.
+    product; ``ip`` is None when both tangents are structural zeros. The
+    residual is ``sub(y, y_ref)``, used only within the call.
 
     ``L_dot = <w d, y_dot> - <w d, y_ref_dot>``: two inner products with the
     (weighted) residual, never a temporary for ``y_dot - y_ref_dot``.
     """
     plain = mask is None and not dt.widen
     keep = _keep(mask, masking)
-    d = y - y_ref if plain and y_ref is not None else residual(xp, dt, y, y_ref, keep)
+    d = sub(y, y_ref) if plain and y_ref is not None else residual(xp, dt, y, y_ref, keep, sub)
     wd = d if weights is None else _weighted(xp, dt, d, weights, keep)
     sq = inner(wd, d)
     if y_ref_dot is None:

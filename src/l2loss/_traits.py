@@ -69,6 +69,9 @@ class Blocking:
     rows: bool = True
 
 
+Subtract = Callable[[Any, Any, Any], Any]
+
+
 class VectorOps(NamedTuple):
     """The calls that evaluate the commonest call, a real vector of one dtype
     in cache with nothing to check, at the least cost per call.
@@ -160,6 +163,10 @@ class Traits:
     vector
         The :class:`VectorOps` of calls that run as their evaluation alone
         (on the host), or None.
+    subtract
+        ``subtract(a, b, out)``: ``a - b`` written into ``out`` and returned,
+        for evaluations that loop over blocks, or None (a new array each time:
+        NumPy's blocks are no faster with a buffer; PyTorch's are).
     keep
         ``keep(xp, zero, mask)``: the function that gives the bits of
         ``xp.where(mask, a, zero)`` for an array ``a`` (``zero`` is a 0-d
@@ -187,6 +194,7 @@ class Traits:
     host: Callable[..., bool] | None = None
     ready: Callable[..., bool] | None = None
     vector: VectorOps | None = None
+    subtract: Subtract | None = None
     keep: Callable[[Any, Array, Array], Callable[[Array], Array]] = lambda xp, zero, mask: (
         lambda a: xp.where(mask, a, zero)
     )
@@ -283,6 +291,24 @@ def _torch_rows(torch: Any) -> Callable[[Dtypes, int], Callable[[Array, Array], 
         return matmul if dt.real_work == torch.float64 and length <= _MATMUL_ROWS else products
 
     return rows
+
+
+def _torch_subtract(torch: Any) -> Subtract:
+    """``torch.sub(a, b, out=out)``, except under ``torch.func`` transforms,
+    while recording for autograd and for forward-mode dual tensors, which take
+    no ``out``: then ``a - b``."""
+    transforming = torch._C._are_functorch_transforms_active
+    grad_enabled = torch.is_grad_enabled
+
+    def subtract(a: Array, b: Array, out: Array) -> Array:
+        if transforming() or (grad_enabled() and (a.requires_grad or b.requires_grad)):
+            return a - b
+        try:
+            return torch.sub(a, b, out=out)
+        except NotImplementedError:  # dual tensors: no public check is cheaper
+            return a - b
+
+    return subtract
 
 
 def _torch_checks(torch: Any) -> tuple[Callable[..., bool], ...]:
@@ -428,6 +454,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
         vector = VectorOps(torch.dot, torch.mul, lambda dtype: torch.tensor(0.5, dtype=dtype))
         cpu: dict[str, Any] = {"host": host, "ready": ready, "vector": vector, "accelerated": gpu}
         cpu["rows"] = _torch_rows(torch)
+        cpu["subtract"] = _torch_subtract(torch)
         return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, **cpu, **common)
     if compat.is_cupy_array(sample):
         return Traits(
