@@ -311,6 +311,34 @@ def _torch_subtract(torch: Any) -> Subtract:
     return subtract
 
 
+def _torch_keep(torch: Any) -> Callable[[Any, Array, Array], Callable[[Array], Array]]:
+    """PyTorch's ``where(mask, a, zero)`` for an ``a`` of ``zero``'s dtype:
+    ``torch.where`` called directly (without array-api-compat's promotion),
+    or for floats of at most 32 bits outside autodiff, ``a``'s bits AND-ed
+    with all ones or none, the same bits in a cheaper pass (for float64 the
+    wider integer mask costs what it saves)."""
+    transforming = torch._C._are_functorch_transforms_active
+    grad_enabled = torch.is_grad_enabled
+    ints = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
+
+    def masking(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
+        bits = ints.get(zero.dtype)
+        ones: list[Array] = []
+
+        def keep(a: Array) -> Array:
+            if not isinstance(a, torch.Tensor) or a.dtype != zero.dtype:
+                return xp.where(mask, a, zero)
+            if bits is None or transforming() or (grad_enabled() and a.requires_grad):
+                return torch.where(mask, a, zero)
+            if not ones:  # once per mask, for the several arrays it masks
+                ones.append(mask.to(bits).neg_())
+            return (a.view(bits) & ones[0]).view(a.dtype)
+
+        return keep
+
+    return masking
+
+
 def _torch_checks(torch: Any) -> tuple[Callable[..., bool], ...]:
     """PyTorch's ``autodiff``, ``host`` and ``ready`` (see :class:`Traits`),
     with its state functions bound once: they run on every call."""
@@ -455,6 +483,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
         cpu: dict[str, Any] = {"host": host, "ready": ready, "vector": vector, "accelerated": gpu}
         cpu["rows"] = _torch_rows(torch)
         cpu["subtract"] = _torch_subtract(torch)
+        cpu["keep"] = _torch_keep(torch)
         return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, **cpu, **common)
     if compat.is_cupy_array(sample):
         return Traits(
