@@ -293,15 +293,13 @@ def _torch_rows(torch: Any) -> Callable[[Dtypes, int], Callable[[Array, Array], 
     return rows
 
 
-def _torch_subtract(torch: Any) -> Subtract:
-    """``torch.sub(a, b, out=out)``, except under ``torch.func`` transforms,
-    while recording for autograd and for forward-mode dual tensors, which take
-    no ``out``: then ``a - b``."""
-    transforming = torch._C._are_functorch_transforms_active
-    grad_enabled = torch.is_grad_enabled
+def _torch_subtract(torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]) -> Subtract:
+    """``torch.sub(a, b, out=out)``, except where ``autodiff`` (of
+    :func:`_torch_checks`) says autodiff sees ``a`` or ``b``, and for
+    forward-mode dual tensors, which take no ``out``: then ``a - b``."""
 
     def subtract(a: Array, b: Array, out: Array) -> Array:
-        if transforming() or (grad_enabled() and (a.requires_grad or b.requires_grad)):
+        if autodiff((a, b)):
             return a - b
         try:
             return torch.sub(a, b, out=out)
@@ -311,14 +309,15 @@ def _torch_subtract(torch: Any) -> Subtract:
     return subtract
 
 
-def _torch_keep(torch: Any) -> Callable[[Any, Array, Array], Callable[[Array], Array]]:
+def _torch_keep(
+    torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]
+) -> Callable[[Any, Array, Array], Callable[[Array], Array]]:
     """PyTorch's ``where(mask, a, zero)`` for an ``a`` of ``zero``'s dtype:
     ``torch.where`` called directly (without array-api-compat's promotion),
-    or for floats of at most 32 bits outside autodiff, ``a``'s bits AND-ed
-    with all ones or none, the same bits in a cheaper pass (for float64 the
-    wider integer mask costs what it saves)."""
-    transforming = torch._C._are_functorch_transforms_active
-    grad_enabled = torch.is_grad_enabled
+    or for floats of at most 32 bits that ``autodiff`` (of
+    :func:`_torch_checks`) does not see, ``a``'s bits AND-ed with all ones or
+    none, the same bits in a cheaper pass (for float64 the wider integer mask
+    costs what it saves)."""
     ints = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
     def masking(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
@@ -328,7 +327,7 @@ def _torch_keep(torch: Any) -> Callable[[Any, Array, Array], Callable[[Array], A
         def keep(a: Array) -> Array:
             if not isinstance(a, torch.Tensor) or a.dtype != zero.dtype:
                 return xp.where(mask, a, zero)
-            if bits is None or transforming() or (grad_enabled() and a.requires_grad):
+            if bits is None or autodiff((a,)):
                 return torch.where(mask, a, zero)
             if not ones:  # once per mask, for the several arrays it masks
                 ones.append(mask.to(bits).neg_())
@@ -482,8 +481,8 @@ def _classify(xp: Any, sample: Array) -> Traits:
         vector = VectorOps(torch.dot, torch.mul, lambda dtype: torch.tensor(0.5, dtype=dtype))
         cpu: dict[str, Any] = {"host": host, "ready": ready, "vector": vector, "accelerated": gpu}
         cpu["rows"] = _torch_rows(torch)
-        cpu["subtract"] = _torch_subtract(torch)
-        cpu["keep"] = _torch_keep(torch)
+        cpu["subtract"] = _torch_subtract(torch, autodiff)
+        cpu["keep"] = _torch_keep(torch, autodiff)
         return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, **cpu, **common)
     if compat.is_cupy_array(sample):
         return Traits(
