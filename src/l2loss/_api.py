@@ -67,6 +67,9 @@ class Kind:
         The plan's ``loss`` and ``jvp`` (:class:`~l2loss._plan.Plan`) where
         the arrays are plain; ``plain_jvp`` where its results also come out in
         their dtypes (a tangent given, no half precision to return). Else None.
+    zeros
+        The 0-d zeros that masks select, by dtype and device (eager
+        libraries: one array per call less).
     loss, jvp
         The same, for calls that need nothing else: no adoption, device
         check, autodiff or compilation either, once ``ready`` (if not None)
@@ -92,6 +95,7 @@ class Kind:
         "shape",
         "traits",
         "xp",
+        "zeros",
     )
 
     def __init__(
@@ -134,6 +138,7 @@ class Kind:
             # Half-precision tangents are widened too, to the primals' working dtype.
             self.primal = replace(self.primal, widen=True, narrow=self.full.narrow)
         self.traits, self.xp, self.adopt = traits, xp, adopt
+        self.zeros: dict[tuple[Any, Any], Array] = {}
         self.shape, self.batch = shape, batch
         p = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
         self.evaluate = p.evaluate
@@ -260,8 +265,15 @@ def masking_of(k: Kind, mask: Array, like: Array, dtype: Any) -> _rule.Masking |
     library's ``keep`` with a 0-d zero of ``dtype`` on ``like``'s device."""
     if mask is None:
         return None
-    zero = k.xp.zeros((), dtype=dtype, device=compat.device(like))
-    return functools.partial(k.traits.keep, k.xp, zero)
+    traits = k.traits
+    if traits.blocking is None:  # lazy libraries: nothing traced or lazy is kept
+        zero = k.xp.zeros((), dtype=dtype, device=compat.device(like))
+    else:
+        device = getattr(like, "device", None)
+        zero = k.zeros.get((dtype, device))
+        if zero is None:
+            zero = k.zeros[dtype, device] = k.xp.zeros((), dtype=dtype, device=compat.device(like))
+    return _rule.Masking(functools.partial(traits.keep, k.xp, zero), traits.quiet)
 
 
 def _prepared(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._dtypes import Dtypes
 
@@ -25,11 +25,21 @@ __all__ = ["Keep", "Masking", "Sub", "cotangent", "halve", "residual", "sums", "
 
 Inner = Callable[[Any, Any], Any]
 Keep = Callable[[Any], Any]
-#: ``masking(mask)``: the function ``keep`` with ``keep(a)`` the bits of
-#: ``xp.where(mask, a, zero)`` (``zero`` a 0-d array of the real working
-#: dtype), as the library computes it fastest (``Traits.keep``). Never
-#: ``mask * a``: 0 * NaN is NaN.
-Masking = Callable[[Any], Keep]
+
+
+class Masking(NamedTuple):
+    """How a mask selects: ``of(mask)`` is the function ``keep`` with
+    ``keep(a)`` the bits of ``xp.where(mask, a, zero)`` (``zero`` a 0-d array
+    of the real working dtype), as the library computes it fastest
+    (``Traits.keep``); never ``mask * a``, since 0 * NaN is NaN. ``after``:
+    the residual is masked once, after subtracting, where the library's
+    arithmetic raises no floating-point warning for the entries it drops
+    (``Traits.quiet``)."""
+
+    of: Callable[[Any], Keep]
+    after: bool = False
+
+
 #: ``sub(a, b) -> a - b``, where the plan may write it into a buffer it reuses.
 Sub = Callable[[Any, Any], Any]
 
@@ -42,26 +52,34 @@ def _keep(mask: Any, masking: Masking | None) -> Keep | None:
     if mask is None:
         return None
     assert masking is not None, "a mask comes with its masking"
-    return masking(mask)
+    return masking.of(mask)
 
 
 def residual(
-    xp: Any, dt: Dtypes, y: Any, y_ref: Any, keep: Keep | None, sub: Sub = operator.sub
+    xp: Any,
+    dt: Dtypes,
+    y: Any,
+    y_ref: Any,
+    keep: Keep | None,
+    sub: Sub = operator.sub,
+    after: bool = False,
 ) -> Any:
     """``d = sub(y, y_ref) = y - y_ref`` in the working dtype, exactly 0 where
-    the mask is False (``keep``, see :data:`Masking`; ``y_ref`` None is a
-    structural zero).
+    the mask is False (``keep`` and ``after``, see :class:`Masking`;
+    ``y_ref`` None is a structural zero).
     """
     if dt.widen:
         # Widen before subtracting: in float16, y - y_ref may already overflow.
         y = _widen(xp, dt, y)
         y_ref = None if y_ref is None else _widen(xp, dt, y_ref)
-    if keep is not None:
-        # Mask the inputs, not their difference: inf - inf under a False entry
-        # would raise a floating-point warning.
-        y = keep(y)
-        y_ref = None if y_ref is None else keep(y_ref)
-    return y if y_ref is None else sub(y, y_ref)
+    if keep is None or y_ref is None:
+        d = y if y_ref is None else sub(y, y_ref)
+        return d if keep is None else keep(d)
+    if after:
+        return keep(sub(y, y_ref))
+    # Otherwise mask the inputs, not their difference: inf - inf under a
+    # False entry would raise a floating-point warning.
+    return sub(keep(y), keep(y_ref))
 
 
 def _weighted(xp: Any, dt: Dtypes, d: Any, weights: Any, keep: Keep | None) -> Any:
@@ -96,7 +114,10 @@ def sums(
     """
     plain = mask is None and not dt.widen
     keep = _keep(mask, masking)
-    d = sub(y, y_ref) if plain and y_ref is not None else residual(xp, dt, y, y_ref, keep, sub)
+    if plain and y_ref is not None:
+        d = sub(y, y_ref)
+    else:
+        d = residual(xp, dt, y, y_ref, keep, sub, masking is not None and masking.after)
     wd = d if weights is None else _weighted(xp, dt, d, weights, keep)
     sq = inner(wd, d)
     if y_ref_dot is None:
@@ -175,7 +196,7 @@ def cotangent(
     with ``create_graph``) asks for a new array instead.
     """
     keep = _keep(mask, masking)
-    d = residual(xp, dt, y, y_ref, keep)
+    d = residual(xp, dt, y, y_ref, keep, after=masking is not None and masking.after)
     scale = L_bar
     if keep is not None:
         # Masked before multiplying: an infinite L_bar or weight times a

@@ -172,6 +172,11 @@ class Traits:
         ``xp.where(mask, a, zero)`` for an array ``a`` (``zero`` is a 0-d
         array of the real working dtype), as the library computes them
         fastest; the default is ``xp.where`` itself.
+    quiet
+        Whether the library's arithmetic never raises floating-point
+        warnings (PyTorch, CuPy), so that a mask can select from the residual
+        once, after subtracting, rather than from ``y`` and ``y_ref`` before
+        (NumPy would warn about an inf - inf that the mask then drops).
     cast
         ``cast(name, dtype)``: the code, in this library, that casts the
         argument ``name`` to ``dtype`` (for error messages).
@@ -198,6 +203,7 @@ class Traits:
     keep: Callable[[Any, Array, Array], Callable[[Array], Array]] = lambda xp, zero, mask: (
         lambda a: xp.where(mask, a, zero)
     )
+    quiet: bool = False
     cast: Callable[[str, str], str] = lambda name, dtype: f"xp.astype({name}, xp.{dtype})"
 
 
@@ -475,6 +481,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             "sum_products": True,
             "check_devices": True,
             "autodiff": autodiff,
+            "quiet": True,
             "cast": _cast_hint("torch", "to"),
         }
         gpu = Traits(xp, "torch", _GPU, **common)
@@ -493,6 +500,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             dot_batches=True,
             sum_products=True,
             check_devices=True,
+            quiet=True,
             cast=_cast_hint("cupy", "method"),
         )
     if compat.is_jax_array(sample):
