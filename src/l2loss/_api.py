@@ -140,7 +140,9 @@ class Kind:
         self.traits, self.xp, self.adopt = traits, xp, adopt
         self.zeros: dict[tuple[Any, Any], Array] = {}
         self.shape, self.batch = shape, batch
-        p = plan(traits, self.full, self.primal, shape, self.axes, batch, self.lead)
+        p = plan(
+            traits, self.full, self.primal, shape, self.axes, batch, self.lead, where is not None
+        )
         self.evaluate = p.evaluate
         # Weights of y's shape need no expanding.
         self.plain = where is None and self.lead in (-1, len(shape)) and traits.guard is None

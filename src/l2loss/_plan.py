@@ -419,6 +419,7 @@ def plan(
     axes: tuple[int, ...],
     batch: tuple[int, ...],
     lead: int,
+    masked: bool,
 ) -> Plan:
     """The :class:`Plan` of one kind of call.
 
@@ -426,9 +427,10 @@ def plan(
     product), ``primal`` those of ``y``, ``y_ref`` and the weights (the
     residual's); ``axes`` are the reduced axes (sorted, negative), ``batch``
     is ``(K,)`` for K tangent directions or ``()``, ``lead`` is the number of
-    leading axes of ``y`` the weights cover (-1: no weights).
+    leading axes of ``y`` the weights cover (-1: no weights), ``masked``
+    whether a mask is given.
     """
-    evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead)
+    evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead, masked)
     ops = traits.vector
     if ops is None:
         return Plan(evaluate, *_halved(traits.xp, primal, evaluate, 0.5, operator.mul))
@@ -440,7 +442,7 @@ def plan(
         and lead in (-1, 1)
         and tdot is not None
         and not (full.complex or full.widen or full.mixed)
-        and _in_cache(traits, primal, shape[0])
+        and _in_cache(traits, primal, shape[0], _vector_limit(traits))
     ):
         return Plan(evaluate, *vector(ops.dot, tdot, ops.mul, ops.half(primal.out)))
     half = ops.half(primal.real_work)
@@ -463,11 +465,16 @@ def _halved(
     return loss, jvp
 
 
-def _in_cache(traits: Traits, primal: Dtypes, size: int) -> bool:
-    """Whether ``size`` items of ``y`` fit where the plain expression is fastest."""
+def _vector_limit(traits: Traits) -> int:
     blocking = traits.blocking
     assert blocking is not None
-    return size * _itemsize(traits.xp, primal) <= 8 * blocking.whole
+    return max(blocking.whole, blocking.vector)
+
+
+def _in_cache(traits: Traits, primal: Dtypes, size: int, limit: int) -> bool:
+    """Whether ``size`` items of ``y`` fit in ``limit`` items of 8 bytes
+    (``Blocking.whole`` or ``Blocking.vector``)."""
+    return size * _itemsize(traits.xp, primal) <= 8 * limit
 
 
 def _evaluation(
@@ -478,6 +485,7 @@ def _evaluation(
     axes: tuple[int, ...],
     batch: tuple[int, ...],
     lead: int,
+    masked: bool,
 ) -> Evaluation:
     """:attr:`Plan.evaluate` (the arguments are those of :func:`plan`)."""
     xp = traits.xp
@@ -502,7 +510,9 @@ def _evaluation(
     rows = _Layout((m, r), (m, 1) if leading else (m, r), kept, fold)
     piece, batched = blocking.piece, bool(batch)
     one = not kept and not leading  # one result (per direction): a full reduction
-    if _in_cache(traits, primal, size):
+    # A mask's selections make N-sized temporaries: blocks from `whole` on.
+    limit = _vector_limit(traits) if one and not masked else blocking.whole
+    if _in_cache(traits, primal, size, limit):
         if one:
             inner = _last_inner(traits, full, primal, True, batched, r)
             if ndim == 1:  # a vector, summed as it is
