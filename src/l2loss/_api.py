@@ -67,9 +67,9 @@ class Kind:
         The plan's ``loss`` and ``jvp`` (:class:`~l2loss._plan.Plan`) where
         the arrays are plain; ``plain_jvp`` where its results also come out in
         their dtypes (a tangent given, no half precision to return). Else None.
-    zeros
-        The 0-d zeros that masks select, by dtype and device (eager
-        libraries: one array per call less).
+    maskings
+        The :class:`~l2loss._rule.Masking` of each dtype and device (eager
+        libraries), made once: its 0-d zero is one array per call less.
     loss, jvp
         The same, for calls that need nothing else: no adoption, device
         check, autodiff or compilation either, once ``ready`` (if not None)
@@ -87,6 +87,7 @@ class Kind:
         "jvp",
         "lead",
         "loss",
+        "maskings",
         "plain",
         "plain_jvp",
         "plain_loss",
@@ -95,7 +96,6 @@ class Kind:
         "shape",
         "traits",
         "xp",
-        "zeros",
     )
 
     def __init__(
@@ -138,7 +138,7 @@ class Kind:
             # Half-precision tangents are widened too, to the primals' working dtype.
             self.primal = replace(self.primal, widen=True, narrow=self.full.narrow)
         self.traits, self.xp, self.adopt = traits, xp, adopt
-        self.zeros: dict[tuple[Any, Any], Array] = {}
+        self.maskings: dict[tuple[Any, Any], _rule.Masking] = {}
         self.shape, self.batch = shape, batch
         p = plan(
             traits, self.full, self.primal, shape, self.axes, batch, self.lead, where is not None
@@ -269,13 +269,17 @@ def masking_of(k: Kind, mask: Array, like: Array, dtype: Any) -> _rule.Masking |
         return None
     traits = k.traits
     if traits.blocking is None:  # lazy libraries: nothing traced or lazy is kept
-        zero = k.xp.zeros((), dtype=dtype, device=compat.device(like))
-    else:
-        device = getattr(like, "device", None)
-        zero = k.zeros.get((dtype, device))
-        if zero is None:
-            zero = k.zeros[dtype, device] = k.xp.zeros((), dtype=dtype, device=compat.device(like))
-    return _rule.Masking(functools.partial(traits.keep, k.xp, zero), traits.quiet)
+        return _masking(k, dtype, like)
+    key = (dtype, getattr(like, "device", None))
+    masking = k.maskings.get(key)
+    if masking is None:
+        masking = k.maskings[key] = _masking(k, dtype, like)
+    return masking
+
+
+def _masking(k: Kind, dtype: Any, like: Array) -> _rule.Masking:
+    zero = k.xp.zeros((), dtype=dtype, device=compat.device(like))
+    return _rule.Masking(functools.partial(k.traits.keep, k.xp, zero), k.traits.quiet)
 
 
 def _prepared(
