@@ -376,6 +376,42 @@ def test_direct_calls_give_the_bits_of_the_evaluation(
     np.testing.assert_array_equal(be.to_numpy(L_loss), be.to_numpy(L))
 
 
+def test_torch_rows_summed_in_one_call_skip_blocks() -> None:
+    """Beyond cache, PyTorch's short float64 rows (a matrix product per row,
+    no temporary of their size: ``Traits.rows_in_one``) are summed as they
+    are; float32 rows, longer rows and masked ones go in blocks. Each agrees
+    with the rows summed one by one in float64."""
+    torch = pytest.importorskip("torch")
+    from l2loss._traits import _MATMUL_ROWS, _TORCH_CPU
+
+    rows = 8 * _TORCH_CPU.whole // 10 + 1
+    rng = np.random.default_rng(5)
+    for dtype, cols, mask, plain in (
+        ("float64", 10, False, True),
+        ("float64", _MATMUL_ROWS, False, True),
+        ("float64", 10, True, False),
+        ("float32", 10, False, False),
+        ("float64", _MATMUL_ROWS + 1, False, False),
+    ):
+        n = max(rows, 8 * _TORCH_CPU.whole // cols + 1)
+        y, r, t = (rng.standard_normal((n, cols)) for _ in range(3))
+        keep = rng.random((n, cols)) > 0.2 if mask else None
+        Y, R, T = (torch.from_numpy(a.astype(dtype)) for a in (y, r, t))
+        M = None if keep is None else torch.from_numpy(keep)
+        kind = _kind(Y, R, T, None, M, None, -1, False)
+        assert isinstance(kind.evaluate, functools.partial) == plain, (dtype, cols, mask)
+        assert isinstance(kind.evaluate, Blocks) != plain, (dtype, cols, mask)
+        L, Ld = l2_loss_jvp(Y, R, T, axis=-1, where=M)
+        d = (Y - R).numpy().astype(np.float64)
+        tt = T.numpy().astype(np.float64)
+        if keep is not None:
+            d, tt = np.where(keep, d, 0.0), np.where(keep, tt, 0.0)
+        tol = 8 * eps(dtype) * cols
+        np.testing.assert_allclose(L.numpy(), 0.5 * np.sum(d * d, axis=-1), rtol=tol)
+        scale = np.sum(np.abs(d * tt), axis=-1)
+        assert np.all(np.abs(Ld.numpy() - np.sum(d * tt, axis=-1)) <= tol * scale + 1e-300)
+
+
 def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
     """PyTorch holds arrays on the host and on devices: the traits follow the
     device of ``y`` (``meta`` stands in for a GPU here)."""

@@ -512,7 +512,12 @@ def _evaluation(
     one = not kept and not leading  # one result (per direction): a full reduction
     # A mask's selections make N-sized temporaries: blocks from `whole` on.
     limit = _vector_limit(traits) if one and not masked else blocking.whole
-    if _in_cache(traits, primal, size, limit):
+    workers = blocking.workers if size >= blocking.parallel else 1
+    # Rows the library sums in one call without temporaries need no blocks on one thread.
+    rows_in_one = traits.rows_in_one
+    in_one = not (one or masked or primal.complex) and workers == 1
+    in_one = in_one and rows_in_one is not None and rows_in_one(primal, r)
+    if in_one or _in_cache(traits, primal, size, limit):
         if one:
             inner = _last_inner(traits, full, primal, True, batched, r)
             if ndim == 1:  # a vector, summed as it is
@@ -533,6 +538,5 @@ def _evaluation(
     q, tail = _pieces(r, blocking.piece)
     per_block = max(1, blocking.block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
-    workers = blocking.workers if size >= blocking.parallel else 1
     inner = _last_inner(traits, full, primal, False, batched, (r - tail) // q)
     return Blocks(xp, primal, rows, q, tail, *at, inner, workers, batch, general, traits.subtract)

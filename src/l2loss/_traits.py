@@ -132,6 +132,12 @@ class Traits:
         (``Re sum a b`` for a real ``a``, ``b`` of any dtype, with a leading
         axis of directions or not) that beats the others on real rows of
         ``dtypes`` and ``length`` items, or None; the default is None.
+    rows_in_one
+        ``rows_in_one(dtypes, length)``: whether ``rows`` sums real rows of
+        ``dtypes`` and ``length`` items in one call of the library, with no
+        temporary of their size (PyTorch's matrix product per float64 row),
+        so that beyond cache blocks on one thread would only add calls; None:
+        never.
     sum_products
         Whether inner products over an axis are sums of products rather than
         ``vecdot``: PyTorch's ``torch.sum`` is exact to a few ulps where its
@@ -195,6 +201,7 @@ class Traits:
     dot_batches: bool = False
     dot_float32: int | None = None
     rows: Callable[[Dtypes, int], Callable[[Array, Array], Array] | None] | None = None
+    rows_in_one: Callable[[Dtypes, int], bool] | None = None
     sum_products: bool = False
     compile: bool = False
     check_devices: bool = False
@@ -302,9 +309,13 @@ def _torch_rows(torch: Any) -> Callable[[Dtypes, int], Callable[[Array, Array], 
         return torch.sum(a * (b.real if b.is_complex() else b), -1)
 
     def rows(dt: Dtypes, length: int) -> Callable[[Array, Array], Array] | None:
-        return matmul if dt.real_work == torch.float64 and length <= _MATMUL_ROWS else products
+        return matmul if _torch_matmul_rows(torch, dt, length) else products
 
     return rows
+
+
+def _torch_matmul_rows(torch: Any, dt: Dtypes, length: int) -> bool:
+    return bool(dt.real_work == torch.float64 and length <= _MATMUL_ROWS)
 
 
 def _torch_subtract(torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]) -> Subtract:
@@ -496,6 +507,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
         vector = VectorOps(torch.dot, torch.mul, lambda dtype: torch.tensor(0.5, dtype=dtype))
         cpu: dict[str, Any] = {"host": host, "ready": ready, "vector": vector, "accelerated": gpu}
         cpu["rows"] = _torch_rows(torch)
+        cpu["rows_in_one"] = functools.partial(_torch_matmul_rows, torch)
         cpu["subtract"] = _torch_subtract(torch, autodiff)
         cpu["keep"] = _torch_keep(torch, autodiff)
         return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, **cpu, **common)
