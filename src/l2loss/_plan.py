@@ -9,7 +9,9 @@ data a different way:
   libraries, whose compiler or scheduler fuses and chunks it, and reductions
   over leading axes), or viewed as one vector or as rows (:class:`Whole`),
   with the library's best inner product; eager libraries take it while the
-  data fit in cache, where their own kernels are as fast as anything can be;
+  data fit in cache, where their own kernels are as fast as anything can be
+  (a full reduction without a mask up to ``Blocking.vector``), and for rows
+  they sum in one call without temporaries (``Traits.rows_in_one``);
 - :class:`Blocks`, for eager libraries beyond: the arrays viewed, without a
   copy, as rows of pieces of at most ``Blocking.piece`` items, one row per
   result, and the rule run block by block (on several threads where that
