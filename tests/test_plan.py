@@ -412,6 +412,31 @@ def test_torch_rows_summed_in_one_call_skip_blocks() -> None:
         assert np.all(np.abs(Ld.numpy() - np.sum(d * tt, axis=-1)) <= tol * scale + 1e-300)
 
 
+def test_torch_long_rows_are_cut_at_the_block_length() -> None:
+    """PyTorch's rows longer than a block (``Blocking.block``, shorter than its
+    1-D pieces) are cut into pieces of at most a block, each summed by a sum
+    of products that stays in cache, and agree with exactly rounded sums."""
+    torch = pytest.importorskip("torch")
+    from l2loss._traits import _TORCH_CPU
+
+    assert _TORCH_CPU.block < _TORCH_CPU.piece
+    cols = 2 * _TORCH_CPU.block + 5
+    rng = np.random.default_rng(9)
+    y, r, t = (rng.standard_normal((3, cols)) for _ in range(3))
+    Y, R, T = (torch.from_numpy(a) for a in (y, r, t))
+    evaluation = _kind(Y, R, T, None, None, None, -1, False).evaluate
+    assert isinstance(evaluation, Blocks)
+    assert evaluation.q >= 2
+    assert (cols - evaluation.tail) // evaluation.q <= _TORCH_CPU.block
+    L, Ld = l2_loss_jvp(Y, R, T, axis=-1)
+    d = y - r
+    eps64 = np.finfo(np.float64).eps
+    for i in range(3):
+        assert abs(float(L[i]) - 0.5 * math.fsum(d[i] * d[i])) <= 8 * eps64 * float(L[i])
+        scale = math.fsum(np.abs(d[i] * t[i]))
+        assert abs(float(Ld[i]) - math.fsum(d[i] * t[i])) <= 8 * eps64 * scale
+
+
 def test_torch_arrays_on_a_device_get_the_device_traits() -> None:
     """PyTorch holds arrays on the host and on devices: the traits follow the
     device of ``y`` (``meta`` stands in for a GPU here)."""

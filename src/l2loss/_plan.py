@@ -537,7 +537,8 @@ def _evaluation(
             piece = min(piece, traits.dot_float32)
         vector = _Layout((size,), (size,), kept, False)
         return Pieces(xp, primal, vector_dot, vector, piece, batch, general, traits.subtract)
-    q, tail = _pieces(r, blocking.piece)
+    # Rows are cut at a block's length too, so that a block's products stay in cache.
+    q, tail = _pieces(r, min(blocking.piece, blocking.block))
     per_block = max(1, blocking.block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
     inner = _last_inner(traits, full, primal, False, batched, (r - tail) // q)
