@@ -308,22 +308,13 @@ def test_two_dimensional_reductions_keep_their_shape(
 
 def test_the_plan_chooses() -> None:
     """NumPy: the plain expression while the inputs fit in cache (a vector is
-    not even reshaped; a full reduction up to ``Blocking.vector``, rows up to
-    ``Blocking.whole``) and for reductions over leading axes; blocks above;
+    not even reshaped) and for reductions over leading axes; blocks above;
     lazy libraries always the plain expression."""
-    assert _NUMPY.vector > _NUMPY.whole
-    small, large = np.ones(100), np.ones(_NUMPY.vector + 1)
-    for vector in (small, np.ones(_NUMPY.vector)):
-        k = _kind(vector, vector, vector, None, None, None, None, False)
-        assert isinstance(k.evaluate, functools.partial)  # the rule on the vector as it is
-        assert k.evaluate.func is sums
+    small, large = np.ones(100), np.ones(_NUMPY.whole + 1)
+    k = _kind(small, small, small, None, None, None, None, False)
+    assert isinstance(k.evaluate, functools.partial)  # the rule on the vector as it is
+    assert k.evaluate.func is sums
     assert isinstance(_kind(large, large, large, None, None, None, None, False).evaluate, Blocks)
-    # Past whole, within vector: a mask's selections and rows go in blocks.
-    mid, keep = np.ones(_NUMPY.whole + 1), np.ones(_NUMPY.whole + 1, dtype=bool)
-    assert isinstance(_kind(mid, mid, None, None, keep, None, None, False).evaluate, Blocks)
-    rows = np.ones((2, _NUMPY.whole // 2 + 1))
-    assert isinstance(_kind(rows, rows, None, None, None, None, -1, False).evaluate, Blocks)
-    assert isinstance(_kind(rows, rows, None, None, None, None, None, False).evaluate, Whole)
     cube = np.ones((4, 5, _NUMPY.whole))
     assert isinstance(_kind(cube, cube, None, None, None, None, -1, False).evaluate, Blocks)
     assert isinstance(

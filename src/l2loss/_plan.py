@@ -9,9 +9,9 @@ data a different way:
   libraries, whose compiler or scheduler fuses and chunks it, and reductions
   over leading axes), or viewed as one vector or as rows (:class:`Whole`),
   with the library's best inner product; eager libraries take it while the
-  data fit in cache, where their own kernels are as fast as anything can be
-  (a full reduction without a mask up to ``Blocking.vector``), and for rows
-  they sum in one call without temporaries (``Traits.rows_in_one``);
+  data fit in cache, where their own kernels are as fast as anything can be,
+  and for rows they sum in one call without temporaries
+  (``Traits.rows_in_one``);
 - :class:`Blocks`, for eager libraries beyond: the arrays viewed, without a
   copy, as rows of pieces of at most ``Blocking.piece`` items, one row per
   result, and the rule run block by block (on several threads where that
@@ -444,7 +444,7 @@ def plan(
         and lead in (-1, 1)
         and tdot is not None
         and not (full.complex or full.widen or full.mixed)
-        and _in_cache(traits, primal, shape[0], _vector_limit(traits))
+        and _in_cache(traits, primal, shape[0])
     ):
         return Plan(evaluate, *vector(ops.dot, tdot, ops.mul, ops.half(primal.out)))
     half = ops.half(primal.real_work)
@@ -467,16 +467,11 @@ def _halved(
     return loss, jvp
 
 
-def _vector_limit(traits: Traits) -> int:
+def _in_cache(traits: Traits, primal: Dtypes, size: int) -> bool:
+    """Whether ``size`` items of ``y`` fit where the plain expression is fastest."""
     blocking = traits.blocking
     assert blocking is not None
-    return max(blocking.whole, blocking.vector)
-
-
-def _in_cache(traits: Traits, primal: Dtypes, size: int, limit: int) -> bool:
-    """Whether ``size`` items of ``y`` fit in ``limit`` items of 8 bytes
-    (``Blocking.whole`` or ``Blocking.vector``)."""
-    return size * _itemsize(traits.xp, primal) <= 8 * limit
+    return size * _itemsize(traits.xp, primal) <= 8 * blocking.whole
 
 
 def _evaluation(
@@ -512,14 +507,12 @@ def _evaluation(
     rows = _Layout((m, r), (m, 1) if leading else (m, r), kept, fold)
     piece, batched = blocking.piece, bool(batch)
     one = not kept and not leading  # one result (per direction): a full reduction
-    # A mask's selections make N-sized temporaries: blocks from `whole` on.
-    limit = _vector_limit(traits) if one and not masked else blocking.whole
     workers = blocking.workers if size >= blocking.parallel else 1
     # Rows the library sums in one call without temporaries need no blocks on one thread.
     rows_in_one = traits.rows_in_one
     in_one = not (one or masked or primal.complex) and workers == 1
     in_one = in_one and rows_in_one is not None and rows_in_one(primal, r)
-    if in_one or _in_cache(traits, primal, size, limit):
+    if in_one or _in_cache(traits, primal, size):
         if one:
             inner = _last_inner(traits, full, primal, True, batched, r)
             if ndim == 1:  # a vector, summed as it is

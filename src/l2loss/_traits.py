@@ -41,11 +41,6 @@ class Blocking:
         expression over the whole arrays is the fastest evaluation (the data
         sit in cache, and the library's own kernels are as good as any); above
         it the inputs go in blocks. The cache holds twice as many float32 items.
-    vector
-        The same for a full reduction, whose plain expression is one call of
-        the library's dot per product (NumPy's BLAS reads each array once, on
-        threads of its own, where blocks pay per call); ``whole`` where that
-        is more.
     block
         Items per block: each block's residual and products stay in cache,
         and no temporary is larger than a block.
@@ -72,7 +67,6 @@ class Blocking:
     workers: int = 1
     parallel: int = 1 << 62
     rows: bool = True
-    vector: int = 0
 
 
 Subtract = Callable[[Any, Any, Any], Any]
@@ -228,14 +222,12 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-# NumPy: the plain expression while the arrays fit in the last-level cache
-# (a full reduction while four 8 MiB arrays do), blocks beyond, spread over one
-# thread per core; BLAS dots of at most 8192 items in blocks (OpenBLAS threads a
-# dot only above 10 000). `python benchmarks/parity.py` measures the choice
-# against the plain expression.
+# NumPy: the plain expression while the three arrays fit in the last-level
+# cache, blocks beyond, spread over one thread per core; BLAS dots of at most
+# 8192 items in blocks (OpenBLAS threads a dot only above 10 000).
+# `python benchmarks/parity.py` measures the choice against the plain expression.
 _NUMPY = Blocking(
     whole=3 << 18,
-    vector=1 << 20,
     block=1 << 17,
     piece=1 << 13,
     workers=max(1, min(_cores(), 8)),
