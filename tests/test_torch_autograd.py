@@ -214,11 +214,11 @@ def test_nothing_is_recorded_without_grad(be: Any, path: str) -> None:
         assert l2_loss(y, r).grad_fn is None
 
 
-def test_autograd_records_up_to_a_mebibyte(be: Any) -> None:
-    """Autograd records the plan's operations on at most 1 MiB of ``y``, and
-    beyond (in cache still) runs l2loss's Function, whose pullback reads the
-    inputs once; the loss and its gradient agree across the boundary."""
-    n = (1 << 20) // 8  # float64 items in a mebibyte
+def test_autograd_records_up_to_half_a_mebibyte(be: Any) -> None:
+    """Autograd records the plan's operations on at most 512 KiB of ``y``,
+    and beyond (in cache still) runs l2loss's Function, whose pullback reads
+    the inputs once; the loss and its gradient agree across the boundary."""
+    n = (1 << 19) // 8  # float64 items in 512 KiB
     for size, node in ((n, "MulBackward0"), (n + 1, "_ValuesBackward")):
         y = torch.linspace(-1.0, 1.0, size, dtype=torch.float64, requires_grad=True)
         r = torch.zeros(size, dtype=torch.float64)

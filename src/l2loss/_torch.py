@@ -93,7 +93,9 @@ def _like(k: Any, a: Tensor, primal: Tensor) -> Tensor:
 
 
 class _Values(torch.autograd.Function):  # type: ignore[misc]
-    """``(L, L_dot)`` of ``l2_loss_jvp(y, y_ref, y_dot, y_ref_dot)``."""
+    """``(L, L_dot)`` of ``l2_loss_jvp(y, y_ref, y_dot, y_ref_dot)``, or ``L``
+    alone where both tangents are None: a zero ``L_dot`` would cost more than
+    the loss at small sizes, and its gradient is never needed."""
 
     generate_vmap_rule = True
 
@@ -106,9 +108,10 @@ class _Values(torch.autograd.Function):  # type: ignore[misc]
         mask: Tensor,
         weights: Tensor,
         k: Any,
-    ) -> tuple[Tensor, Tensor]:
-        out: tuple[Tensor, Tensor] = _api._jvp(k, y, y_ref, y_dot, y_ref_dot, mask, weights)
-        return out
+    ) -> Any:
+        if y_dot is None and y_ref_dot is None:
+            return _api._loss(k, y, y_ref, None, None, mask, weights)
+        return _api._jvp(k, y, y_ref, y_dot, y_ref_dot, mask, weights)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -119,7 +122,7 @@ class _Values(torch.autograd.Function):  # type: ignore[misc]
         ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx: Any, L_bar: Tensor, L_dot_bar: Tensor) -> tuple[Any, ...]:
+    def backward(ctx: Any, L_bar: Tensor, L_dot_bar: Tensor = None) -> tuple[Any, ...]:
         y, y_ref, y_dot, y_ref_dot, mask, weights = ctx.saved_tensors
         k, need = ctx.k, ctx.needs_input_grad
         w = _weights(k, weights)
@@ -147,12 +150,14 @@ class _Values(torch.autograd.Function):  # type: ignore[misc]
     @staticmethod
     def jvp(
         ctx: Any, y_t: Tensor, y_ref_t: Tensor, y_dot_t: Tensor, y_ref_dot_t: Tensor, *_: Any
-    ) -> tuple[Tensor, Tensor]:
+    ) -> Any:
         y, y_ref, y_dot, y_ref_dot, mask, weights = ctx.saved_tensors
         k = ctx.k
         w = _weights(k, weights)
         # L_t = <d, y_t - y_ref_t>; L_dot_t = <y_t - y_ref_t, t> + <d, y_dot_t - y_ref_dot_t>.
         L_t = _inner(k, y, y_ref, y_t, y_ref_t, mask, w)
+        if y_dot is None and y_ref_dot is None:
+            return _tangent(L_t, k.loss_shape, k.primal.out, y)
         Ld_t = _add(
             _inner(k, y_t, y_ref_t, y_dot, y_ref_dot, mask, w),
             _inner(k, y, y_ref, y_dot_t, y_ref_dot_t, mask, w),
@@ -239,15 +244,17 @@ def _apply(fn: Any, *args: Any) -> Any:
     positional."""
     if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
         return fn.apply(*args)
-    unwrap = torch._C._functorch.unwrap_if_dead  # a tensor escaped from a transform
-    args = tuple(unwrap(a) if isinstance(a, torch.Tensor) else a for a in args)
-    return super(torch.autograd.Function, fn).apply(*args)
+    unwrap = _UNWRAP  # a tensor escaped from a transform
+    return _C_APPLY[fn](*[unwrap(a) if isinstance(a, torch.Tensor) else a for a in args])
 
+
+_UNWRAP = torch._C._functorch.unwrap_if_dead
+_C_APPLY = {fn: super(torch.autograd.Function, fn).apply for fn in (_Values, _Cotangent)}
 
 # Bytes of y up to which autograd records the plan's operations: beyond, the
-# backward of a recorded dot (a product per argument, then their sum) costs
-# more than the pullback's one pass.
-_RECORDED = 1 << 20
+# backward of a recorded dot (a product per argument, then their sum, each a
+# new temporary) costs more than the pullback's one pass.
+_RECORDED = 1 << 19
 
 
 def _recorded(k: Any, y: Tensor) -> bool:
@@ -271,11 +278,13 @@ def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
         y_bar = _apply(_Cotangent, y, y_ref, extra[0], mask, weights, k)
         both = extra[1] if len(extra) > 1 else True
         return y_bar, (_api._like(k, -y_bar, y_ref) if both else None)
-    L, L_dot = _apply(_Values, y, y_ref, y_dot, y_ref_dot, mask, weights, k)
+    out = _apply(_Values, y, y_ref, y_dot, y_ref_dot, mask, weights, k)
     if op is _api._jvp:
-        return L, L_dot
+        if y_dot is None and y_ref_dot is None:
+            return out, _tangent(None, (*k.batch, *k.loss_shape), k.full.out, y)
+        return out
     if op is _api._loss:
-        return L
+        return out
     if op is _api._grad:
-        return L, _apply(_Cotangent, y, y_ref, 1.0, mask, weights, k)
+        return out, _apply(_Cotangent, y, y_ref, 1.0, mask, weights, k)
     raise AssertionError(op)
