@@ -4,6 +4,7 @@ plan's evaluation of the rule."""
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 import threading
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import array_api_compat as compat
 
 from . import _rule
 from ._dtypes import promote
-from ._plan import plan
+from ._plan import _itemsize, plan
 from ._traits import Traits, on_change, refuse, traits_of
 from ._validate import (
     check_axis,
@@ -70,10 +71,15 @@ class Kind:
     maskings
         The :class:`~l2loss._rule.Masking` of each dtype and device (eager
         libraries), made once: its 0-d zero is one array per call less.
+    recorded
+        Whether the library's autograd records the evaluation's operations
+        when arrays require grad (``Traits.records``), rather than run
+        l2loss's rules.
     loss, jvp
         The same, for calls that need nothing else: no adoption, device
         check, autodiff or compilation either, once ``ready`` (if not None)
-        says so of their arrays (``Traits.ready``). Else None.
+        says so of their arrays (``Traits.ready``, or ``Traits.recording``
+        where ``recorded``). Else None.
     """
 
     __slots__ = (
@@ -93,6 +99,7 @@ class Kind:
         "plain_loss",
         "primal",
         "ready",
+        "recorded",
         "shape",
         "traits",
         "xp",
@@ -152,7 +159,9 @@ class Kind:
         # Calls that need nothing but the evaluation of their arrays as they
         # are, always or once the library's quick check passes.
         checks = traits.check_devices or traits.autodiff is not None
-        self.ready = traits.ready if checks else None
+        self.recorded = p.whole and math.prod(shape) * _itemsize(xp, self.primal) <= traits.records
+        ready = traits.recording if self.recorded else traits.ready
+        self.ready = ready if checks else None
         direct = not (adopt or traits.compile or (checks and self.ready is None))
         self.loss = self.plain_loss if direct else None
         self.jvp = self.plain_jvp if direct else None

@@ -406,11 +406,14 @@ class Plan(NamedTuple):
     with the halving done: for a real vector of one dtype in cache (weights,
     if any, of its shape; directions or not), as the rule's
     :func:`~l2loss._rule.vector` closures, with nothing left to choose.
+    ``whole``: the evaluation runs over the whole arrays at once (not in
+    blocks or pieces).
     """
 
     evaluate: Evaluation
     loss: Callable[..., Array]
     jvp: Callable[..., tuple[Array, Array]]
+    whole: bool = True
 
 
 def plan(
@@ -433,9 +436,10 @@ def plan(
     whether a mask is given.
     """
     evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead, masked)
+    whole = not isinstance(evaluate, (Blocks, Pieces))
     ops = traits.vector
     if ops is None:
-        return Plan(evaluate, *_halved(traits.xp, primal, evaluate, 0.5, operator.mul))
+        return Plan(evaluate, *_halved(traits.xp, primal, evaluate, 0.5, operator.mul), whole)
     # With directions, the tangents go to the library's dot (which takes them).
     tdot = _vector_dot(traits, full, True) if batch else ops.dot
     if (
@@ -446,9 +450,10 @@ def plan(
         and not (full.complex or full.widen or full.mixed)
         and _in_cache(traits, primal, shape[0])
     ):
-        return Plan(evaluate, *vector(ops.dot, tdot, ops.mul, ops.half(primal.out)))
+        loss, jvp = vector(ops.dot, tdot, ops.mul, ops.half(primal.out))
+        return Plan(evaluate, loss, jvp, whole)
     half = ops.half(primal.real_work)
-    return Plan(evaluate, *_halved(traits.xp, primal, evaluate, half, ops.mul))
+    return Plan(evaluate, *_halved(traits.xp, primal, evaluate, half, ops.mul), whole)
 
 
 def _halved(

@@ -2,7 +2,9 @@
 
 A call whose tensors require grad, or that runs under a ``torch.func``
 transform, is differentiated by PyTorch itself while ``y`` is small (the
-plan's evaluation is then a few operations; see :func:`_recorded`). Beyond,
+plan's evaluation is then a few operations; see :func:`_recorded`; on the
+CPU such a call runs as its evaluation without coming here,
+``Traits.recording``). Beyond,
 and for every pullback, it goes through the autograd Functions here: their
 ``forward`` is l2loss's evaluation (nothing of it is recorded), their
 ``backward`` the pullback and their ``jvp`` the pushforward, each written
@@ -251,28 +253,22 @@ def _apply(fn: Any, *args: Any) -> Any:
 _UNWRAP = torch._C._functorch.unwrap_if_dead
 _C_APPLY = {fn: super(torch.autograd.Function, fn).apply for fn in (_Values, _Cotangent)}
 
-# Bytes of y up to which autograd records the plan's operations: beyond, the
-# backward of a recorded dot (a product per argument, then their sum, each a
-# new temporary) costs more than the pullback's one pass.
-_RECORDED = 1 << 19
 
-
-def _recorded(k: Any, y: Tensor) -> bool:
+def _recorded(k: Any) -> bool:
     """Whether PyTorch differentiates the plan's evaluation itself: in cache,
     where it is a few operations (blocks would be recorded block by block),
     and, outside ``torch.func`` (whose custom Functions cost more per call),
-    on at most ``_RECORDED`` bytes of ``y``."""
-    if isinstance(k.evaluate, (Blocks, Pieces)):
-        return False
-    if torch._C._are_functorch_transforms_active():
+    on at most ``Traits.records`` bytes of ``y`` (``Kind.recorded``)."""
+    if k.recorded:
         return True
-    return bool(y.numel() * y.element_size() <= _RECORDED)
+    transforming = torch._C._are_functorch_transforms_active()
+    return bool(transforming and not isinstance(k.evaluate, (Blocks, Pieces)))
 
 
 def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
     """``op(k, operands, *extra)`` of ``_api`` through the Functions above."""
     y, y_ref, y_dot, y_ref_dot, mask, weights = arrays
-    if op is not _api._cotangents and _recorded(k, y):
+    if op is not _api._cotangents and _recorded(k):
         return op(k, *arrays)
     if op is _api._cotangents:
         y_bar = _apply(_Cotangent, y, y_ref, extra[0], mask, weights, k)

@@ -166,6 +166,14 @@ class Traits:
     ready
         ``ready(*arrays)``: ``host`` and no ``autodiff`` in one check, for a
         call that then runs as its evaluation alone.
+    records
+        Bytes of ``y`` up to which the library's autograd records the
+        operations of an evaluation over the whole arrays, rather than run
+        l2loss's rules: there its own backward of a few operations costs less
+        than a custom Function's call (PyTorch); 0: never.
+    recording
+        ``recording(*arrays)``: ``ready`` for those calls, whose arrays may
+        require grad; None where ``records`` is 0.
     vector
         The :class:`VectorOps` of calls that run as their evaluation alone
         (on the host), or None.
@@ -205,6 +213,8 @@ class Traits:
     autodiff: Callable[[tuple[Array, ...]], bool] | None = None
     host: Callable[..., bool] | None = None
     ready: Callable[..., bool] | None = None
+    records: int = 0
+    recording: Callable[..., bool] | None = None
     vector: VectorOps | None = None
     subtract: Subtract | None = None
     keep: Callable[[Any, Array, Array], Callable[[Array], Array]] = lambda xp, zero, mask: (
@@ -238,6 +248,9 @@ _TORCH_CPU = Blocking(whole=1 << 19, block=1 << 18, piece=1 << 20, rows=False)
 # The float32 pieces of PyTorch's CPU dot: short enough that its sequential
 # float32 sum of each stays within the accuracy the tests hold it to.
 _FLOAT32_DOT = 1 << 18
+# Beyond this many bytes of y, the backward of a recorded dot (a new product per
+# argument, then their sum) costs PyTorch more than l2loss's one-pass pullback.
+_RECORDS = 1 << 19
 # A GPU runs a block per kernel, and each launch costs more than a small
 # block's work: blocks only bound the temporaries of very large inputs.
 _GPU = Blocking(whole=1 << 25, block=1 << 25, piece=1 << 25, rows=False)
@@ -356,7 +369,7 @@ def _torch_keep(
 
 
 def _torch_checks(torch: Any) -> tuple[Callable[..., bool], ...]:
-    """PyTorch's ``autodiff``, ``host`` and ``ready`` (see :class:`Traits`),
+    """PyTorch's ``autodiff``, ``host``, ``ready`` and ``recording`` (see :class:`Traits`),
     with its state functions bound once: they run on every call."""
     transforming = torch._C._are_functorch_transforms_active
     grad_enabled = torch.is_grad_enabled
@@ -385,7 +398,10 @@ def _torch_checks(torch: Any) -> tuple[Callable[..., bool], ...]:
                 return False
         return True
 
-    return autodiff, host, ready
+    def recording(*arrays: Array) -> bool:
+        return not transforming() and host(*arrays)
+
+    return autodiff, host, ready, recording
 
 
 def _refuse_masked_chunks(names: tuple[str, ...], arrays: tuple[Array, ...]) -> None:
@@ -485,19 +501,21 @@ def _classify(xp: Any, sample: Array) -> Traits:
         import torch
 
         dot = functools.partial(_torch_dot, torch)
-        autodiff, host, ready = _torch_checks(torch)
+        autodiff, host, ready, recording = _torch_checks(torch)
         common: dict[str, Any] = {
             "dot": dot,
             "dot_batches": True,
             "sum_products": True,
             "check_devices": True,
             "autodiff": autodiff,
+            "records": _RECORDS,
             "quiet": True,
             "cast": _cast_hint("torch", "to"),
         }
         gpu = Traits(xp, "torch", _GPU, **common)
         vector = VectorOps(torch.dot, torch.mul, lambda dtype: torch.tensor(0.5, dtype=dtype))
-        cpu: dict[str, Any] = {"host": host, "ready": ready, "vector": vector, "accelerated": gpu}
+        cpu: dict[str, Any] = {"host": host, "ready": ready, "recording": recording}
+        cpu.update(vector=vector, accelerated=gpu)
         cpu["rows"] = _torch_rows(torch)
         cpu["rows_in_one"] = functools.partial(_torch_matmul_rows, torch)
         cpu["subtract"] = _torch_subtract(torch, autodiff)
