@@ -4,7 +4,6 @@ plan's evaluation of the rule."""
 from __future__ import annotations
 
 import functools
-import math
 import numbers
 import threading
 from collections.abc import Callable
@@ -15,7 +14,7 @@ import array_api_compat as compat
 
 from . import _rule
 from ._dtypes import promote
-from ._plan import _itemsize, plan
+from ._plan import plan
 from ._traits import Traits, on_change, refuse, traits_of
 from ._validate import (
     check_axis,
@@ -71,10 +70,10 @@ class Kind:
     maskings
         The :class:`~l2loss._rule.Masking` of each dtype and device (eager
         libraries), made once: its 0-d zero is one array per call less.
-    recorded
-        Whether the library's autograd records the evaluation's operations
-        when arrays require grad (``Traits.records``), rather than run
-        l2loss's rules.
+    whole, recorded
+        The plan's (:class:`~l2loss._plan.Plan`): whether its evaluation runs
+        over the whole arrays at once, and whether the library's autograd
+        records it when arrays require grad, rather than run l2loss's rules.
     loss, jvp
         The same, for calls that need nothing else: no adoption, device
         check, autodiff or compilation either, once ``ready`` (if not None)
@@ -102,6 +101,7 @@ class Kind:
         "recorded",
         "shape",
         "traits",
+        "whole",
         "xp",
     )
 
@@ -159,7 +159,7 @@ class Kind:
         # Calls that need nothing but the evaluation of their arrays as they
         # are, always or once the library's quick check passes.
         checks = traits.check_devices or traits.autodiff is not None
-        self.recorded = p.whole and math.prod(shape) * _itemsize(xp, self.primal) <= traits.records
+        self.whole, self.recorded = p.whole, p.recorded
         ready = traits.recording if self.recorded else traits.ready
         self.ready = ready if checks else None
         direct = not (adopt or traits.compile or (checks and self.ready is None))

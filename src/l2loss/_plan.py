@@ -407,13 +407,16 @@ class Plan(NamedTuple):
     if any, of its shape; directions or not), as the rule's
     :func:`~l2loss._rule.vector` closures, with nothing left to choose.
     ``whole``: the evaluation runs over the whole arrays at once (not in
-    blocks or pieces).
+    blocks or pieces); ``recorded``: it does, on at most ``Traits.records``
+    bytes of ``y``, so that the library's autograd records its operations
+    rather than run l2loss's rules.
     """
 
     evaluate: Evaluation
     loss: Callable[..., Array]
     jvp: Callable[..., tuple[Array, Array]]
-    whole: bool = True
+    whole: bool
+    recorded: bool
 
 
 def plan(
@@ -437,9 +440,11 @@ def plan(
     """
     evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead, masked)
     whole = not isinstance(evaluate, (Blocks, Pieces))
+    recorded = whole and math.prod(shape) * _itemsize(traits.xp, primal) <= traits.records
     ops = traits.vector
     if ops is None:
-        return Plan(evaluate, *_halved(traits.xp, primal, evaluate, 0.5, operator.mul), whole)
+        loss, jvp = _halved(traits.xp, primal, evaluate, 0.5, operator.mul)
+        return Plan(evaluate, loss, jvp, whole, recorded)
     # With directions, the tangents go to the library's dot (which takes them).
     tdot = _vector_dot(traits, full, True) if batch else ops.dot
     if (
@@ -451,9 +456,9 @@ def plan(
         and _in_cache(traits, primal, shape[0])
     ):
         loss, jvp = vector(ops.dot, tdot, ops.mul, ops.half(primal.out))
-        return Plan(evaluate, loss, jvp, whole)
-    half = ops.half(primal.real_work)
-    return Plan(evaluate, *_halved(traits.xp, primal, evaluate, half, ops.mul), whole)
+    else:
+        loss, jvp = _halved(traits.xp, primal, evaluate, ops.half(primal.real_work), ops.mul)
+    return Plan(evaluate, loss, jvp, whole, recorded)
 
 
 def _halved(

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from . import _api, _rule
-from ._plan import Blocks, Pieces, _axes_inner
+from ._plan import _axes_inner
 
 __all__ = ["call"]
 
@@ -259,10 +259,7 @@ def _recorded(k: Any) -> bool:
     where it is a few operations (blocks would be recorded block by block),
     and, outside ``torch.func`` (whose custom Functions cost more per call),
     on at most ``Traits.records`` bytes of ``y`` (``Kind.recorded``)."""
-    if k.recorded:
-        return True
-    transforming = torch._C._are_functorch_transforms_active()
-    return bool(transforming and not isinstance(k.evaluate, (Blocks, Pieces)))
+    return bool(k.recorded or (k.whole and torch._C._are_functorch_transforms_active()))
 
 
 def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
