@@ -310,7 +310,8 @@ def test_the_plan_chooses() -> None:
     """NumPy: the plain expression while the inputs fit in cache (a vector is
     not even reshaped) and for reductions over leading axes; blocks above;
     lazy libraries always the plain expression."""
-    small, large = np.ones(100), np.ones(_NUMPY.whole + 1)
+    assert _NUMPY.vector is not None
+    small, large = np.ones(100), np.ones(_NUMPY.vector + 1)
     k = _kind(small, small, small, None, None, None, None, False)
     assert isinstance(k.evaluate, functools.partial)  # the rule on the vector as it is
     assert k.evaluate.func is sums

@@ -453,7 +453,7 @@ def plan(
         and lead in (-1, 1)
         and tdot is not None
         and not (full.complex or full.widen or full.mixed)
-        and _in_cache(traits, primal, shape[0])
+        and _in_cache(traits, primal, shape[0], lead == -1)
     ):
         loss, jvp = vector(ops.dot, tdot, ops.mul, ops.half(primal.out))
     else:
@@ -477,11 +477,13 @@ def _halved(
     return loss, jvp
 
 
-def _in_cache(traits: Traits, primal: Dtypes, size: int) -> bool:
-    """Whether ``size`` items of ``y`` fit where the plain expression is fastest."""
+def _in_cache(traits: Traits, primal: Dtypes, size: int, vector: bool) -> bool:
+    """Whether ``size`` items of ``y`` fit where the plain expression is
+    fastest (``vector``: a full reduction by dots alone, ``Blocking.vector``)."""
     blocking = traits.blocking
     assert blocking is not None
-    return size * _itemsize(traits.xp, primal) <= 8 * blocking.whole
+    whole = blocking.vector if vector and blocking.vector is not None else blocking.whole
+    return size * _itemsize(traits.xp, primal) <= 8 * whole
 
 
 def _evaluation(
@@ -522,7 +524,8 @@ def _evaluation(
     rows_in_one = traits.rows_in_one
     in_one = not (one or masked or primal.complex) and workers == 1
     in_one = in_one and rows_in_one is not None and rows_in_one(primal, r)
-    if in_one or _in_cache(traits, primal, size):
+    # A full reduction without mask or weights is nothing but dots.
+    if in_one or _in_cache(traits, primal, size, one and not masked and lead == -1):
         if one:
             inner = _last_inner(traits, full, primal, True, batched, r)
             if ndim == 1:  # a vector, summed as it is
@@ -533,7 +536,11 @@ def _evaluation(
             return functools.partial(sums, xp, primal, inner)
         return Whole(xp, primal, inner, rows, batch, general)
     vector_dot = _vector_dot(traits, full, batched)
-    if one and not blocking.rows and vector_dot is not None:
+    if one and (batched or not blocking.rows) and vector_dot is not None:
+        if batched:
+            # One matrix-vector product per piece of K directions, which BLAS
+            # threads itself: rows of pieces would pay a product per row.
+            piece = max(piece, blocking.block)
         # The residual's precision decides, so that L does not depend on the
         # tangents' dtypes.
         if primal.real_work != xp.float64 and traits.dot_float32 is not None:

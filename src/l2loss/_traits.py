@@ -49,6 +49,11 @@ class Blocking:
         ones are cut into pieces whose sums are added, which bounds the
         rounding error of each and, on NumPy, keeps OpenBLAS from handing a
         dot to threads of its own.
+    vector
+        As ``whole``, for a full reduction without mask or weights (one
+        vector, K directions or not), whose plain expression is dots that
+        stream from the last-level cache as fast as blocks do (None:
+        ``whole``).
     workers
         Threads the blocks are spread over (1: the calling thread alone).
     parallel
@@ -64,6 +69,7 @@ class Blocking:
     whole: int
     block: int
     piece: int
+    vector: int | None = None
     workers: int = 1
     parallel: int = 1 << 62
     rows: bool = True
@@ -233,13 +239,15 @@ def _cores() -> int:
 
 
 # NumPy: the plain expression while the three arrays fit in the last-level
-# cache, blocks beyond, spread over one thread per core; BLAS dots of at most
+# cache (a vector's dots, which stream from it as fast as blocks, to 8 MiB of
+# y), blocks beyond, spread over one thread per core; BLAS dots of at most
 # 8192 items in blocks (OpenBLAS threads a dot only above 10 000).
 # `python benchmarks/parity.py` measures the choice against the plain expression.
 _NUMPY = Blocking(
     whole=3 << 18,
     block=1 << 17,
     piece=1 << 13,
+    vector=1 << 20,
     workers=max(1, min(_cores(), 8)),
     parallel=3 << 18,
 )
@@ -284,6 +292,12 @@ def _torch_dot(torch: Any, b: Array, a: Array) -> Array:
 
 # NumPy's einsum sums short rows in one loop, where vecdot pays per row.
 _EINSUM_ROWS = 64
+
+
+def _numpy_dot(b: Array, a: Array) -> Array:
+    # np.dot copies a matrix that is not contiguous (a piece of K directions)
+    # item by item; matmul hands it to BLAS with its stride.
+    return np.dot(b, a) if b.ndim == 1 or b.flags.c_contiguous else np.matmul(b, a)
 
 
 def _einsum_rows(a: Array, b: Array) -> Array:
@@ -490,7 +504,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             xp,
             "numpy",
             _NUMPY,
-            dot=np.dot,
+            dot=_numpy_dot,
             dot_batches=True,
             rows=_numpy_rows,
             vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
