@@ -308,17 +308,16 @@ def test_two_dimensional_reductions_keep_their_shape(
 
 def test_the_plan_chooses() -> None:
     """NumPy: the plain expression while the inputs fit in cache (a vector is
-    not even reshaped) and for reductions over leading axes; blocks above (1-D
-    pieces for K directions); lazy libraries always the plain expression."""
+    not even reshaped) and for reductions over leading axes; blocks above;
+    lazy libraries always the plain expression."""
     assert _NUMPY.vector is not None
     small, large = np.ones(100), np.ones(_NUMPY.vector + 1)
     k = _kind(small, small, small, None, None, None, None, False)
     assert isinstance(k.evaluate, functools.partial)  # the rule on the vector as it is
     assert k.evaluate.func is sums
     assert isinstance(_kind(large, large, large, None, None, None, None, False).evaluate, Blocks)
-    # K directions: 1-D pieces, each one matrix-vector product.
-    T = np.ones((2, large.shape[0]))
-    assert isinstance(_kind(large, large, T, None, None, None, None, True).evaluate, Pieces)
+    T = np.ones((2, large.shape[0]))  # K directions: blocks too
+    assert isinstance(_kind(large, large, T, None, None, None, None, True).evaluate, Blocks)
     cube = np.ones((4, 5, _NUMPY.whole))
     assert isinstance(_kind(cube, cube, None, None, None, None, -1, False).evaluate, Blocks)
     assert isinstance(

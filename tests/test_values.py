@@ -209,19 +209,21 @@ def test_huge_and_tiny_values(be: Backend) -> None:
 
 @pytest.mark.parametrize("n", [1000, 3 * (1 << 20) + 5])  # one piece; several tiles
 @pytest.mark.parametrize("masked", [False, True])
-def test_loss_does_not_depend_on_the_tangents(be: Backend, n: int, masked: bool) -> None:
-    """float32 primals with float64 tangents: the tangents promote L_dot, not
-    L, which has the bits ``l2_loss`` gives (the residual stays float32, with
-    a mask too) and float32's accuracy for long sums."""
+@pytest.mark.parametrize("k", [0, 2])
+def test_loss_does_not_depend_on_the_tangents(be: Backend, n: int, masked: bool, k: int) -> None:
+    """float32 primals with float64 tangents (one or K directions): the
+    tangents promote L_dot, not L, which has the bits ``l2_loss`` gives (the
+    residual stays float32, with a mask too) and float32's accuracy for long
+    sums."""
     rng = np.random.default_rng(n)
     y = rng.random(n, dtype=np.float32) + np.float32(1.0)
     r = rng.random(n, dtype=np.float32)
-    t = rng.standard_normal(n)
+    t = rng.standard_normal((k, n) if k else n)
     keep = rng.random(n) > 0.2 if masked else None
     Y, R, T = (be.asarray(a) for a in (y, r, t))
     W = None if keep is None else be.asarray(keep)
     L = be.to_numpy(be.call(l2_loss, Y, R, where=W))
-    L_jvp, Ld = (be.to_numpy(a) for a in be.call(l2_loss_jvp, Y, R, T, where=W))
+    L_jvp, Ld = (be.to_numpy(a) for a in be.call(l2_loss_jvp, Y, R, T, where=W, batched=bool(k)))
     assert L_jvp.dtype == L.dtype == np.float32
     assert Ld.dtype == np.float64
     np.testing.assert_array_equal(L_jvp, L)

@@ -536,11 +536,7 @@ def _evaluation(
             return functools.partial(sums, xp, primal, inner)
         return Whole(xp, primal, inner, rows, batch, general)
     vector_dot = _vector_dot(traits, full, batched)
-    if one and (batched or not blocking.rows) and vector_dot is not None:
-        if batched:
-            # One matrix-vector product per piece of K directions, which BLAS
-            # threads itself: rows of pieces would pay a product per row.
-            piece = max(piece, blocking.block)
+    if one and not blocking.rows and vector_dot is not None:
         # The residual's precision decides, so that L does not depend on the
         # tangents' dtypes.
         if primal.real_work != xp.float64 and traits.dot_float32 is not None:

@@ -294,12 +294,6 @@ def _torch_dot(torch: Any, b: Array, a: Array) -> Array:
 _EINSUM_ROWS = 64
 
 
-def _numpy_dot(b: Array, a: Array) -> Array:
-    # np.dot copies a matrix that is not contiguous (a piece of K directions)
-    # item by item; matmul hands it to BLAS with its stride.
-    return np.dot(b, a) if b.ndim == 1 or b.flags.c_contiguous else np.matmul(b, a)
-
-
 def _einsum_rows(a: Array, b: Array) -> Array:
     r = np.einsum("...i,...i->...", a, b)
     return r.real if r.dtype.kind == "c" else r
@@ -504,7 +498,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             xp,
             "numpy",
             _NUMPY,
-            dot=_numpy_dot,
+            dot=np.dot,
             dot_batches=True,
             rows=_numpy_rows,
             vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
