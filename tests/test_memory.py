@@ -113,3 +113,17 @@ def test_gradient_costs_its_own_size(arrays: tuple[np.ndarray[Any, Any], ...]) -
     y, y_ref = arrays[0], arrays[1]
     peak = _peak(lambda: l2loss.l2_loss_grad(y, y_ref))
     assert peak <= 8 * N + LIMIT, f"peak extra memory {peak / 2**20:.1f} MiB"
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_masked_call_in_cache_holds_three_temporaries(full: bool) -> None:
+    """A masked call whose inputs fit in cache makes, at most at once, three
+    temporaries of their size: the mask as integers, the residual (the masked
+    ``y``, ``y_ref`` subtracted into it) and one masked input or tangent."""
+    rng = np.random.default_rng(2)
+    n = 100_000
+    y, y_ref, y_dot, y_ref_dot = (rng.standard_normal(n) for _ in range(4))
+    keep = rng.random(n) < 0.5
+    tangents = (y_dot, y_ref_dot if full else None)
+    peak = _peak(lambda: l2loss.l2_loss_jvp(y, y_ref, *tangents, where=keep))
+    assert peak <= 3 * 8 * n + 4096, f"peak extra memory {peak / (8 * n):.2f} N items"

@@ -79,7 +79,13 @@ def residual(
         return keep(sub(y, y_ref))
     # Otherwise mask the inputs, not their difference: inf - inf under a
     # False entry would raise a floating-point warning.
-    return sub(keep(y), keep(y_ref))
+    d, masked_ref = keep(y), keep(y_ref)
+    if d.dtype != masked_ref.dtype:
+        return sub(d, masked_ref)
+    # keep's result is a new array: subtracting into it saves a temporary of
+    # its size (libraries with immutable arrays make a new one).
+    d -= masked_ref
+    return d
 
 
 def _weighted(xp: Any, dt: Dtypes, d: Any, weights: Any, keep: Keep | None) -> Any:
