@@ -60,6 +60,8 @@ class Kind:
         residual and the cotangents), and of every argument (those of L_dot).
     evaluate
         The plan's evaluation, ``evaluate(*arrays, masking) -> (sq, ip)``.
+    halve
+        The plan's ``halve(sq) -> L``.
     plain
         Whether the arrays go to the evaluation as they are (no mask, guard,
         or weights to expand).
@@ -89,6 +91,7 @@ class Kind:
         "device",
         "evaluate",
         "full",
+        "halve",
         "jvp",
         "lead",
         "loss",
@@ -150,7 +153,7 @@ class Kind:
         p = plan(
             traits, self.full, self.primal, shape, self.axes, batch, self.lead, where is not None
         )
-        self.evaluate = p.evaluate
+        self.evaluate, self.halve = p.evaluate, p.halve
         # Weights of y's shape need no expanding.
         self.plain = where is None and self.lead in (-1, len(shape)) and traits.guard is None
         tangent = y_dot is not None or y_ref_dot is not None
@@ -314,7 +317,7 @@ def _loss(k: Kind, *arrays: Array) -> Array:
     if k.plain_loss is not None:  # PyTorch's autograd records these calls too
         y, y_ref, _, _, _, weights = arrays
         return k.plain_loss(y, y_ref, weights)
-    return _rule.halve(k.xp, k.primal, _values(k, *arrays)[0])
+    return k.halve(_values(k, *arrays)[0])
 
 
 def _jvp(k: Kind, *arrays: Array) -> tuple[Array, Array]:
@@ -324,7 +327,7 @@ def _jvp(k: Kind, *arrays: Array) -> tuple[Array, Array]:
         out: tuple[Array, Array] = k.plain_jvp(y, y_ref, y_dot, y_ref_dot, weights)
         return out
     sq, ip = _values(k, *arrays)
-    L = _rule.halve(xp, k.primal, sq)
+    L = k.halve(sq)
     out = k.full.out
     if ip is None:
         # Both tangents are structural zeros: so is L_dot.

@@ -406,6 +406,8 @@ class Plan(NamedTuple):
     with the halving done: for a real vector of one dtype in cache (weights,
     if any, of its shape; directions or not), as the rule's
     :func:`~l2loss._rule.vector` closures, with nothing left to choose.
+    ``halve(sq) -> L``: :func:`~l2loss._rule.halve` with the library's
+    fastest constant 1/2 (``Traits.vector``), for the other calls.
     ``whole``: the evaluation runs over the whole arrays at once (not in
     blocks or pieces); ``recorded``: it does, on at most ``Traits.records``
     bytes of ``y``, so that the library's autograd records its operations
@@ -415,6 +417,7 @@ class Plan(NamedTuple):
     evaluate: Evaluation
     loss: Callable[..., Array]
     jvp: Callable[..., tuple[Array, Array]]
+    halve: Callable[[Array], Array]
     whole: bool
     recorded: bool
 
@@ -443,8 +446,11 @@ def plan(
     recorded = whole and math.prod(shape) * _itemsize(traits.xp, primal) <= traits.records
     ops = traits.vector
     if ops is None:
-        loss, jvp = _halved(traits.xp, primal, evaluate, 0.5, operator.mul)
-        return Plan(evaluate, loss, jvp, whole, recorded)
+        halved = functools.partial(halve, traits.xp, primal)
+        return Plan(evaluate, *_halved(evaluate, halved), halved, whole, recorded)
+    halved = functools.partial(
+        halve, traits.xp, primal, half=ops.half(primal.real_work), mul=ops.mul
+    )
     # With directions, the tangents go to the library's dot (which takes them).
     tdot = _vector_dot(traits, full, True) if batch else ops.dot
     if (
@@ -457,22 +463,21 @@ def plan(
     ):
         loss, jvp = vector(ops.dot, tdot, ops.mul, ops.half(primal.out))
     else:
-        loss, jvp = _halved(traits.xp, primal, evaluate, ops.half(primal.real_work), ops.mul)
-    return Plan(evaluate, loss, jvp, whole, recorded)
+        loss, jvp = _halved(evaluate, halved)
+    return Plan(evaluate, loss, jvp, halved, whole, recorded)
 
 
 def _halved(
-    xp: Any, dt: Dtypes, evaluate: Evaluation, half: Any, mul: Callable[[Any, Any], Any]
+    evaluate: Evaluation, halved: Callable[[Array], Array]
 ) -> tuple[Callable[..., Array], Callable[..., tuple[Array, Array]]]:
-    """``loss`` and ``jvp`` of :class:`Plan`: ``evaluate``, then :func:`halve`
-    with the library's ``half`` and ``mul``."""
+    """``loss`` and ``jvp`` of :class:`Plan`: ``evaluate``, then ``halved``."""
 
     def loss(y: Array, y_ref: Array, weights: Array) -> Array:
-        return halve(xp, dt, evaluate(y, y_ref, None, None, None, weights, None)[0], half, mul)
+        return halved(evaluate(y, y_ref, None, None, None, weights, None)[0])
 
     def jvp(y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, weights: Array) -> Any:
         sq, ip = evaluate(y, y_ref, y_dot, y_ref_dot, None, weights, None)
-        return halve(xp, dt, sq, half, mul), ip
+        return halved(sq), ip
 
     return loss, jvp
 
