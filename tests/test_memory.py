@@ -97,7 +97,7 @@ def test_peak_extra_memory_at_1e7(
 
 def test_batched_peak_extra_memory() -> None:
     """K = 8 directions at N = 2e6 (beyond cache): temporaries stay a few
-    pieces, not N or K N."""
+    blocks, not N or K N."""
     rng = np.random.default_rng(1)
     n, k = 2_000_000, 8
     y, y_ref = rng.standard_normal(n), rng.standard_normal(n)

@@ -445,25 +445,15 @@ def plan(
     whole = not isinstance(evaluate, (Blocks, Pieces))
     recorded = whole and math.prod(shape) * _itemsize(traits.xp, primal) <= traits.records
     ops = traits.vector
-    if ops is None:
-        halved = functools.partial(halve, traits.xp, primal)
-        return Plan(evaluate, *_halved(evaluate, halved), halved, whole, recorded)
-    halved = functools.partial(
-        halve, traits.xp, primal, half=ops.half(primal.real_work), mul=ops.mul
-    )
-    # With directions, the tangents go to the library's dot (which takes them).
-    tdot = _vector_dot(traits, full, True) if batch else ops.dot
-    if (
-        len(shape) == 1
-        and axes == (-1,)
-        and lead in (-1, 1)
-        and tdot is not None
-        and not (full.complex or full.widen or full.mixed)
-        and _in_cache(traits, primal, shape[0], lead == -1)
-    ):
-        loss, jvp = vector(ops.dot, tdot, ops.mul, ops.half(primal.out))
-    else:
-        loss, jvp = _halved(evaluate, halved)
+    half, mul = (0.5, operator.mul) if ops is None else (ops.half(primal.real_work), ops.mul)
+    halved = functools.partial(halve, traits.xp, primal, half=half, mul=mul)
+    loss, jvp = _halved(evaluate, halved)
+    vectorwise = whole and len(shape) == 1 and axes == (-1,) and lead in (-1, 1)
+    if ops is not None and vectorwise and not (full.complex or full.widen or full.mixed):
+        # With directions, the tangents go to the library's dot (which takes them).
+        tdot = _vector_dot(traits, full, True) if batch else ops.dot
+        if tdot is not None:
+            loss, jvp = vector(ops.dot, tdot, ops.mul, ops.half(primal.out))
     return Plan(evaluate, loss, jvp, halved, whole, recorded)
 
 
@@ -484,7 +474,8 @@ def _halved(
 
 def _in_cache(traits: Traits, primal: Dtypes, size: int, vector: bool) -> bool:
     """Whether ``size`` items of ``y`` fit where the plain expression is
-    fastest (``vector``: a full reduction by dots alone, ``Blocking.vector``)."""
+    fastest (``vector``: a full reduction by dots alone, ``Blocking.vector``);
+    :func:`_evaluation` decides, and :func:`plan` reads its decision."""
     blocking = traits.blocking
     assert blocking is not None
     whole = blocking.vector if vector and blocking.vector is not None else blocking.whole
