@@ -22,7 +22,7 @@ from backends import Backend
 from strategies import eps
 from test_values import vjp_apply
 
-from l2loss import _parallel, _rule, l2_loss, l2_loss_jvp
+from l2loss import _parallel, _rule, l2_loss, l2_loss_grad, l2_loss_jvp
 from l2loss._api import Kind, _kind
 from l2loss._plan import Blocks, Pieces, Whole
 from l2loss._rule import sums
@@ -335,31 +335,31 @@ def test_the_plan_chooses() -> None:
     assert isinstance(lazy_kind.evaluate, functools.partial)
 
 
+@pytest.mark.parametrize("shape", [(4099,), (37, 111)])
 @pytest.mark.parametrize("k", [0, 3])
 @pytest.mark.parametrize("weights", [False, True])
 @pytest.mark.parametrize("tangents", ["y_dot", "y_ref_dot", "both"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_direct_calls_give_the_bits_of_the_evaluation(
-    be: Backend, dtype: str, tangents: str, weights: bool, k: int
+    be: Backend, dtype: str, tangents: str, weights: bool, k: int, shape: tuple[int, ...]
 ) -> None:
-    """A call that needs nothing but its evaluation takes the plan's ``loss``
-    and ``jvp`` (on NumPy and PyTorch's CPU, for a vector, with K directions
-    or not, the rule's :func:`~l2loss._rule.vector` closures); they give the
-    bits of the plan's general evaluation, halved, on data with large, tiny
-    and signed zeros."""
+    """A call that needs nothing but its evaluation takes the plan's ``loss``,
+    ``jvp`` and ``grad`` (on NumPy and PyTorch's CPU, for a full reduction of
+    any shape, with K directions or not, the rule's
+    :func:`~l2loss._rule.vector` closures); they give the bits of the plan's
+    general evaluation, halved, on data with large, tiny and signed zeros."""
     rng = np.random.default_rng(7)
-    n = 4099
-    y, r, w = (rng.standard_normal(n) for _ in range(3))
-    t, u = (rng.standard_normal((k, n) if k else n) for _ in range(2))
-    y[:4], r[:4] = [1e18, -0.0, 1e-20, 3.0], [-1e18, 0.0, 0.0, 3.0]
+    y, r, w = (rng.standard_normal(shape) for _ in range(3))
+    t, u = (rng.standard_normal((k, *shape) if k else shape) for _ in range(2))
+    y.flat[:4], r.flat[:4] = [1e18, -0.0, 1e-20, 3.0], [-1e18, 0.0, 0.0, 3.0]
     Y, R, T, U = (be.asarray(a, dtype) for a in (y, r, t, u))
     T = None if tangents == "y_ref_dot" else T
     U = None if tangents == "y_dot" else U
     W = be.asarray(np.abs(w), dtype) if weights else None
     kind = _kind(Y, R, T, U, None, W, None, bool(k))
     if be.name in ("numpy", "torch") and be.device in (None, "cpu"):
-        assert getattr(kind.jvp, "__qualname__", None) == "vector.<locals>.jvp"
-        assert getattr(kind.loss, "__qualname__", None) == "vector.<locals>.loss"
+        for name in ("jvp", "loss", "grad"):
+            assert getattr(getattr(kind, name), "__qualname__", None) == f"vector.<locals>.{name}"
     L, Ld = be.call(l2_loss_jvp, Y, R, T, U, weights=W, batched=bool(k))
     with be.computing():
         sq, ip = kind.evaluate(Y, R, T, U, None, W, None)
@@ -368,6 +368,29 @@ def test_direct_calls_give_the_bits_of_the_evaluation(
     np.testing.assert_array_equal(be.to_numpy(Ld), be.to_numpy(ip))
     L_loss = be.call(l2_loss, Y, R, weights=W)
     np.testing.assert_array_equal(be.to_numpy(L_loss), be.to_numpy(L))
+    L_grad, g = be.call(l2_loss_grad, Y, R, weights=W)
+    np.testing.assert_array_equal(be.to_numpy(L_grad), be.to_numpy(L))
+    _, y_bar, _ = be.call(vjp_apply, Y, R, 1.0, weights=W)
+    np.testing.assert_array_equal(be.to_numpy(g), be.to_numpy(y_bar))
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("shape", "axis"), [((300, 40), 0), ((20, 30, 40), (0, 1))])
+def test_leading_axes_take_the_sum_of_products_bits(
+    dtype: str, shape: tuple[int, ...], axis: Any, order: str
+) -> None:
+    """NumPy sums over leading axes in one ``einsum`` (no temporary of the
+    products) where that gives the bits of ``np.sum(d * d, axis)`` (C order),
+    and takes the sum itself for other layouts."""
+    rng = np.random.default_rng(3)
+    y, r, t = (np.asarray(rng.standard_normal(shape), dtype, order=order) for _ in range(3))
+    L, Ld = l2_loss_jvp(y, r, t, axis=axis)
+    d = y - r
+    np.testing.assert_array_equal(L, np.sum(d * d, axis=axis) * np.asarray(0.5, dtype))
+    np.testing.assert_array_equal(Ld, np.sum(d * t, axis=axis))
+    _, Ldk = l2_loss_jvp(y, r, np.stack([t, -t]), axis=axis, batched=True)
+    np.testing.assert_array_equal(Ldk, np.stack([Ld, -Ld]))
 
 
 def test_torch_rows_summed_in_one_call_skip_blocks() -> None:

@@ -3,6 +3,7 @@ on every backend, for hypothesis-drawn shapes, axes, dtypes and values."""
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -83,6 +84,49 @@ def test_grad_is_pullback_of_one(be: Backend, data: st.DataObject) -> None:
     want = ref.wide(y) - ref.wide(r)
     close(be, g, want, np.abs(want), dtype, Y)
     close(be, L, ref.loss(y, r, axis), ref.magnitude(y, r, None, axis, None), dtype, Y)
+
+
+@pytest.mark.parametrize(
+    ("n", "dtype"),
+    [
+        (1000, "float64"),
+        (1000, "float32"),
+        (1000, "float16"),
+        # Past cache: blocks on two threads (float16's L would overflow).
+        (3 * (1 << 20) + 5, "float64"),
+        (3 * (1 << 20) + 5, "float32"),
+    ],
+)
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("weights", [False, True])
+def test_grad_has_the_bits_of_loss_and_pullback(
+    be: Backend, n: int, masked: bool, weights: bool, dtype: str
+) -> None:
+    """``l2_loss_grad`` sums the residual it returns: its L has the bits of
+    ``l2_loss`` and its gradient those of the pullback at 1, for a vector and
+    for rows, with masks and weights, in cache and in blocks (JAX compiles
+    each function whole, and XLA may order the two sums differently: there
+    they agree to rounding)."""
+    if dtype in ("float16",) and dtype not in be.low_precision:
+        pytest.skip(f"{be.name} has no {dtype}")
+    same = np.testing.assert_array_equal
+    if be.xp.__name__.startswith("jax"):
+        same = functools.partial(np.testing.assert_allclose, rtol=4 * eps(dtype), atol=0)
+    rng = np.random.default_rng(n)
+    y, r, w = rng.standard_normal(n), rng.standard_normal(n), rng.random(n)
+    keep = rng.random(n) > 0.2
+    for shape, axis in (((n,), None), ((5, n // 5), -1)):
+        m = n // 5 * 5 if len(shape) == 2 else n
+        Y, R = (be.asarray(a[:m].reshape(shape), dtype) for a in (y, r))
+        kw = {
+            "axis": axis,
+            "where": be.asarray(keep[:m].reshape(shape)) if masked else None,
+            "weights": be.asarray(w[:m].reshape(shape), dtype) if weights else None,
+        }
+        L, g = be.call(l2_loss_grad, Y, R, **kw)
+        _, y_bar, _ = be.call(vjp_apply, Y, R, 1.0, **kw)
+        same(be.to_numpy(L), be.to_numpy(be.call(l2_loss, Y, R, **kw)))
+        same(be.to_numpy(g), be.to_numpy(y_bar))
 
 
 @pytest.mark.parametrize(

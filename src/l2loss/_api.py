@@ -76,11 +76,11 @@ class Kind:
         The plan's (:class:`~l2loss._plan.Plan`): whether its evaluation runs
         over the whole arrays at once, and whether the library's autograd
         records it when arrays require grad, rather than run l2loss's rules.
-    loss, jvp
-        The same, for calls that need nothing else: no adoption, device
-        check, autodiff or compilation either, once ``ready`` (if not None)
-        says so of their arrays (``Traits.ready``, or ``Traits.recording``
-        where ``recorded``). Else None.
+    loss, jvp, grad
+        The same and the plan's ``grad``, for calls that need nothing else:
+        no adoption, device check, autodiff or compilation either, once
+        ``ready`` (if not None) says so of their arrays (``Traits.ready``, or
+        ``Traits.recording`` where ``recorded``). Else None.
     """
 
     __slots__ = (
@@ -91,6 +91,7 @@ class Kind:
         "device",
         "evaluate",
         "full",
+        "grad",
         "halve",
         "jvp",
         "lead",
@@ -168,6 +169,7 @@ class Kind:
         direct = not (adopt or traits.compile or (checks and self.ready is None))
         self.loss = self.plain_loss if direct else None
         self.jvp = self.plain_jvp if direct else None
+        self.grad = p.grad if direct and self.plain else None
 
     @property
     def loss_shape(self) -> tuple[int, ...]:
@@ -385,8 +387,14 @@ def _cotangents(
 def _grad(
     k: Kind, y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, mask: Array, weights: Array
 ) -> tuple[Array, Array]:
-    arrays = (y, y_ref, y_dot, y_ref_dot, mask, weights)
-    return _loss(k, *arrays), _cotangents(k, *arrays, 1.0, False)[0]
+    """``(L, w d)`` from one residual ``d``: the plan's evaluation sums it as
+    :func:`l2_loss` sums ``y - y_ref`` (the same bits), and ``w d`` is the
+    gradient."""
+    masking = masking_of(k, mask, y, k.primal.real_work)
+    g, w = _prepared(k, y, y_ref, None, None, mask, weights)
+    d, grad = _rule.gradient(k.xp, k.primal, g, y_ref, mask, w, masking)
+    L = k.halve(k.evaluate(d, None, None, None, mask, w, masking)[0])
+    return L, _like(k, grad, y)
 
 
 _Op = Callable[..., Any]
@@ -439,6 +447,8 @@ def _checked_cotangent(k: Kind, L_bar: Any, y: Array) -> Any:
     """``L_bar`` as :func:`_cotangents` takes it: a real number becomes a
     Python float; an array must be real floating, of ``y``'s library and
     device, and of L's shape (or 0-d, which broadcasts like a number)."""
+    if type(L_bar) is float:  # the commonest cotangent, 1.0, needs no other check
+        return L_bar
     number = isinstance(L_bar, numbers.Number)
     if number and type(L_bar) is not bool and isinstance(L_bar, numbers.Real):
         return float(L_bar)
@@ -632,7 +642,11 @@ def l2_loss_vjp(
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
     arrays = (y, y_ref, None, None, where, weights)
-    L = _call(k, _loss, arrays)
+    loss = k.loss
+    if loss is not None and (k.ready is None or k.ready(y, y_ref, weights)):
+        L = loss(y, y_ref, weights)
+    else:
+        L = _call(k, _loss, arrays)
 
     def pullback(L_bar: Array) -> tuple[Array, Array]:
         r"""``(y_bar, y_ref_bar) = (L_bar w d, -L_bar w d)`` with ``d = y - y_ref``."""
@@ -661,5 +675,8 @@ def l2_loss_grad(
     array([0., 1., 2.])
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
+    grad = k.grad
+    if grad is not None and (k.ready is None or k.ready(y, y_ref, weights)):
+        return grad(y, y_ref, weights)
     out: tuple[Array, Array] = _call(k, _grad, (y, y_ref, None, None, where, weights))
     return out

@@ -166,7 +166,7 @@ class _Layout(NamedTuple):
         shape = self.shape
         return Operands(
             _view(xp, o.y, shape),
-            _view(xp, o.y_ref, shape),
+            None if o.y_ref is None else _view(xp, o.y_ref, shape),
             None if o.y_dot is None else _view(xp, o.y_dot, (*batch, *shape)),
             None if o.y_ref_dot is None else _view(xp, o.y_ref_dot, (*batch, *shape)),
             None if o.mask is None else _view(xp, o.mask, shape),
@@ -403,9 +403,10 @@ class Plan(NamedTuple):
     ip)`` serves every call. ``loss(y, y_ref, weights) -> L`` and
     ``jvp(y, y_ref, y_dot, y_ref_dot, weights) -> (L, L_dot)`` serve the calls
     whose arrays go to it as they are (no mask, nothing to check or widen),
-    with the halving done: for a real vector of one dtype in cache (weights,
-    if any, of its shape; directions or not), as the rule's
-    :func:`~l2loss._rule.vector` closures, with nothing left to choose.
+    with the halving done: for a real full reduction of one dtype in cache
+    (weights, if any, of ``y``'s shape; directions or not), as the rule's
+    :func:`~l2loss._rule.vector` closures, with nothing left to choose, which
+    also give ``grad(y, y_ref, weights) -> (L, w d)`` (else None).
     ``halve(sq) -> L``: :func:`~l2loss._rule.halve` with the library's
     fastest constant 1/2 (``Traits.vector``), for the other calls.
     ``whole``: the evaluation runs over the whole arrays at once (not in
@@ -417,6 +418,7 @@ class Plan(NamedTuple):
     evaluate: Evaluation
     loss: Callable[..., Array]
     jvp: Callable[..., tuple[Array, Array]]
+    grad: Callable[..., tuple[Array, Array]] | None
     halve: Callable[[Array], Array]
     whole: bool
     recorded: bool
@@ -448,13 +450,26 @@ def plan(
     half, mul = (0.5, operator.mul) if ops is None else (ops.half(primal.real_work), ops.mul)
     halved = functools.partial(halve, traits.xp, primal, half=half, mul=mul)
     loss, jvp = _halved(evaluate, halved)
-    vectorwise = whole and len(shape) == 1 and axes == (-1,) and lead in (-1, 1)
-    if ops is not None and vectorwise and not (full.complex or full.widen or full.mixed):
+    grad = None
+    ndim = len(shape)
+    summed = whole and ndim >= 1 and len(axes) == ndim and lead in (-1, ndim)
+    if ops is not None and summed and not (full.complex or full.widen or full.mixed):
         # With directions, the tangents go to the library's dot (which takes them).
-        tdot = _vector_dot(traits, full, True) if batch else ops.dot
+        dot, tdot = ops.dot, _vector_dot(traits, full, True) if batch else ops.dot
         if tdot is not None:
-            loss, jvp = vector(ops.dot, tdot, ops.mul, ops.half(primal.out))
-    return Plan(evaluate, loss, jvp, halved, whole, recorded)
+            if ndim > 1:
+                dot, tdot = _flattened(dot), _flattened(tdot, bool(batch))
+            loss, jvp, grad = vector(dot, tdot, ops.mul, ops.half(primal.out))
+    return Plan(evaluate, loss, jvp, grad, halved, whole, recorded)
+
+
+def _flattened(dot: Inner, batched: bool = False) -> Inner:
+    """``dot`` of arrays of any shape, as the vectors of their items in order
+    (``b`` with its leading axis of directions kept where ``batched``); a view
+    where the arrays are contiguous, as a fresh residual is."""
+    if batched:
+        return lambda a, b: dot(a.ravel(), b.reshape(b.shape[0], -1))
+    return lambda a, b: dot(a.ravel(), b.ravel())
 
 
 def _halved(
@@ -497,6 +512,12 @@ def _evaluation(
     ndim, size = len(shape), math.prod(shape)
     kept = shape[: ndim - len(axes)]
     general = _axes_inner(xp, full, axes)
+    if (
+        traits.leading is not None
+        and not full.complex
+        and axes == tuple(range(-ndim, len(axes) - ndim))
+    ):
+        general = traits.leading(len(axes), ndim)
     blocking = traits.blocking
     trailing = axes == tuple(range(-len(axes), 0))
     if blocking is None or not trailing or ndim == 0 or size == 0:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from ._dtypes import Dtypes
 
-__all__ = ["Keep", "Masking", "Sub", "cotangent", "halve", "residual", "sums", "vector"]
+__all__ = ["Keep", "Masking", "Sub", "cotangent", "gradient", "halve", "residual", "sums", "vector"]
 
 Inner = Callable[[Any, Any], Any]
 Keep = Callable[[Any], Any]
@@ -139,12 +139,13 @@ def sums(
 def vector(
     dot: Inner, tdot: Inner, mul: Callable[[Any, Any], Any], half: Any
 ) -> tuple[Callable[..., Any], ...]:
-    """The rule for a real vector of one dtype without a mask, as ``loss(y,
-    y_ref, weights) -> L`` and ``jvp(y, y_ref, y_dot, y_ref_dot, weights) ->
-    (L, L_dot)`` with nothing left to choose: ``L = mul(dot(w d, d), half)``,
-    ``L_dot = tdot(w d, y_dot) - tdot(w d, y_ref_dot)``, the operations of
-    :func:`sums` and :func:`halve` in their order (``tdot`` takes tangents
-    with a leading axis of directions where the call has them).
+    """The rule for a real full reduction of one dtype without a mask, as
+    ``loss(y, y_ref, weights) -> L``, ``jvp(y, y_ref, y_dot, y_ref_dot,
+    weights) -> (L, L_dot)`` and ``grad(y, y_ref, weights) -> (L, w d)`` with
+    nothing left to choose: ``L = mul(dot(w d, d), half)``, ``L_dot = tdot(w d,
+    y_dot) - tdot(w d, y_ref_dot)``, the operations of :func:`sums` and
+    :func:`halve` in their order (``dot`` sums over every axis; ``tdot`` takes
+    tangents with a leading axis of directions where the call has them).
     """
 
     def loss(y: Any, y_ref: Any, weights: Any) -> Any:
@@ -161,7 +162,12 @@ def vector(
             return L, -tdot(wd, y_ref_dot)
         return L, tdot(wd, y_dot) - tdot(wd, y_ref_dot)
 
-    return loss, jvp
+    def grad(y: Any, y_ref: Any, weights: Any) -> tuple[Any, Any]:
+        d = y - y_ref
+        wd = d if weights is None else weights * d
+        return mul(dot(wd, d), half), wd
+
+    return loss, jvp, grad
 
 
 def _tangent(xp: Any, dt: Dtypes, t: Any, keep: Keep | None) -> Any:
@@ -179,6 +185,17 @@ def halve(
     ``mul`` as the library takes them fastest (``Traits.vector``)."""
     L = mul(sq, half)
     return xp.astype(L, dt.out) if dt.widen and L.dtype != dt.out else L
+
+
+def gradient(
+    xp: Any, dt: Dtypes, y: Any, y_ref: Any, mask: Any, weights: Any, masking: Masking | None
+) -> tuple[Any, Any]:
+    """``(d, w d)``: the residual and the gradient of L with respect to ``y``
+    (the cotangent at ``L_bar = 1``), both exactly 0 where ``mask`` is
+    False, and new arrays: ``d`` serves L's sum and ``w d`` is returned."""
+    keep = _keep(mask, masking)
+    d = residual(xp, dt, y, y_ref, keep, after=masking is not None and masking.after)
+    return d, (d if weights is None else _weighted(xp, dt, d, weights, keep))
 
 
 def cotangent(

@@ -132,6 +132,11 @@ class Traits:
         (``Re sum a b`` for a real ``a``, ``b`` of any dtype, with a leading
         axis of directions or not) that beats the others on real rows of
         ``dtypes`` and ``length`` items, or None; the default is None.
+    leading
+        ``leading(count, ndim)``: ``sum a b`` over the first ``count`` of
+        ``ndim`` axes of real arrays (``b`` with a leading axis of directions
+        or not) in one call, without a temporary of the products, in the
+        order of the sum of products where it gives its bits; or None.
     rows_in_one
         ``rows_in_one(dtypes, length)``: whether ``rows`` sums real rows of
         ``dtypes`` and ``length`` items in one call of the library, with no
@@ -209,6 +214,7 @@ class Traits:
     dot_batches: bool = False
     dot_float32: int | None = None
     rows: Callable[[Dtypes, int], Callable[[Array, Array], Array] | None] | None = None
+    leading: Callable[[int, int], Callable[[Array, Array], Array]] | None = None
     rows_in_one: Callable[[Dtypes, int], bool] | None = None
     sum_products: bool = False
     compile: bool = False
@@ -301,6 +307,22 @@ def _einsum_rows(a: Array, b: Array) -> Array:
 
 def _numpy_rows(dt: Dtypes, length: int) -> Callable[[Array, Array], Array] | None:
     return _einsum_rows if length <= _EINSUM_ROWS else None
+
+
+def _numpy_leading(count: int, ndim: int) -> Callable[[Array, Array], Array]:
+    """NumPy's sum over leading axes as one ``einsum``: for C-contiguous
+    arrays both add the products row after row, so the bits are those of
+    ``np.sum(a * b, axis)``, which serves other layouts (whose sum may be
+    pairwise where einsum's would not)."""
+    axes = tuple(range(-ndim, count - ndim))
+    index = list(range(ndim))
+
+    def leading(a: Array, b: Array) -> Array:
+        if a.flags.c_contiguous and b.flags.c_contiguous:
+            return np.einsum(a, [..., *index], b, [..., *index], [..., *index[count:]])
+        return np.sum(a * b, axis=axes)
+
+    return leading
 
 
 # PyTorch's matrix product per row sums each row in order: longer rows keep
@@ -501,6 +523,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             dot=np.dot,
             dot_batches=True,
             rows=_numpy_rows,
+            leading=_numpy_leading,
             vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
             keep=_numpy_keep,
             cast=_cast_hint("numpy", "method"),
