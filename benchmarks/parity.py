@@ -17,6 +17,11 @@ axis      ``..., axis=-1``                     ``einsum('ij,ij->i', d, d) / 2, .
 batched   ``..., T, batched=True``             ``d @ d / 2, T @ d``
 where     ``..., where=m``                     ``d = where(m, y - y_ref, 0)``, then 1-D
 weights   ``..., weights=w``                   ``wd = w * d; wd @ d / 2, wd @ y_dot``
+whole     ``l2_loss_jvp(y, y_ref, y_dot)``     ``d = ravel(d); d @ d / 2, d @ ravel(y_dot)``
+          of a matrix, reduced whole           or ``sum(d * d) / 2, ...``: the faster
+leading   ``..., axis=0``                      ``einsum('ij,ij->j', d, d) / 2, ...`` or
+                                               ``(d * d).sum(0) / 2, ...``: the faster
+grad      ``l2_loss_grad(y, y_ref)``           ``d @ d / 2, d``
 ========  ===================================  =======================================
 
 Where a group has two candidate plain expressions, both are timed for a few
@@ -57,13 +62,16 @@ import l2loss
 
 BACKENDS = ("numpy", "torch")
 DTYPES = ("float64", "float32")
-GROUPS = ("1-D", "axis", "batched", "where", "weights")
+GROUPS = ("1-D", "axis", "batched", "where", "weights", "whole", "leading", "grad")
 
 SIZES = [10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 30_000_000]
 AXIS_SHAPES = [(32, 784), (100_000, 10), (1000, 1000), (256, 10_000), (16, 1_000_000)]
 BATCHED_K = [8, 32]
 BATCHED_N = [10_000, 100_000, 1_000_000]
 WHERE_N = [10_000, 1_000_000]
+WHOLE_SHAPES = [(32, 784), (1000, 1000)]
+LEADING_SHAPES = [(1000, 1000), (100_000, 10)]
+GRAD_N = [1_000, 100_000, 1_000_000, 10_000_000]
 QUICK_MAX = 1_000_000
 
 # Tiny sizes for --smoke: every group and code path, in seconds.
@@ -71,6 +79,7 @@ SMOKE_SIZES = [100]
 SMOKE_AXIS = [(4, 8)]
 SMOKE_BATCHED = ([2], [100])
 SMOKE_WHERE = [100]
+SMOKE_WHOLE, SMOKE_LEADING, SMOKE_GRAD = [(4, 8)], [(8, 4)], [100]
 
 BUDGET, SMOKE_BUDGET = 0.05, 0.001
 ROUNDS, QUICK_ROUNDS, SMOKE_ROUNDS = 11, 5, 2
@@ -99,7 +108,7 @@ class Case:
 
     @property
     def label(self) -> str:
-        if self.group == "axis":
+        if len(self.shape) > 1:
             size = "x".join(_short(s) for s in self.shape)
         else:
             size = f"N={_short(self.items)}"
@@ -122,8 +131,10 @@ def _short(n: int) -> str:
 def grid(groups: list[str], *, quick: bool, smoke: bool) -> Iterator[Case]:
     """The cases of ``groups``, sizes limited by ``quick`` / ``smoke``."""
     sizes, axis, (ks, bn), where = SIZES, AXIS_SHAPES, (BATCHED_K, BATCHED_N), WHERE_N
+    whole, leading, grad = WHOLE_SHAPES, LEADING_SHAPES, GRAD_N
     if smoke:
         sizes, axis, (ks, bn), where = SMOKE_SIZES, SMOKE_AXIS, SMOKE_BATCHED, SMOKE_WHERE
+        whole, leading, grad = SMOKE_WHOLE, SMOKE_LEADING, SMOKE_GRAD
 
     def keep(items: int) -> bool:
         return not quick or items <= QUICK_MAX
@@ -140,6 +151,11 @@ def grid(groups: list[str], *, quick: bool, smoke: bool) -> Iterator[Case]:
             yield from (Case(group, "fast", (n,)) for n in where if keep(n))
         elif group == "weights":
             yield from (Case(group, "fast", (n,)) for n in sizes if keep(n))
+        elif group in ("whole", "leading"):
+            shapes = whole if group == "whole" else leading
+            yield from (Case(group, "fast", s) for s in shapes if keep(math.prod(s)))
+        elif group == "grad":
+            yield from (Case(group, "fast", (n,)) for n in grad if keep(n))
 
 
 def has_weights() -> bool:
@@ -204,21 +220,7 @@ def plain_candidates(case: Case, mod: Any, a: dict[str, Any]) -> dict[str, Fn]:
 
         return {"d = y - y_ref; d @ d / 2, d @ y_dot - d @ y_ref_dot": full}
     if case.group == "axis":
-        name = "np" if mod is np else "torch"
-
-        def einsum() -> Any:
-            d = y - y_ref
-            return mod.einsum("ij,ij->i", d, d) / 2, mod.einsum("ij,ij->i", d, t)
-
-        def rowsum() -> Any:
-            d = y - y_ref
-            return (d * d).sum(-1) / 2, (d * t).sum(-1)
-
-        return {
-            f"d = y - y_ref; {name}.einsum('ij,ij->i', d, d) / 2, "
-            f"{name}.einsum('ij,ij->i', d, y_dot)": einsum,
-            "d = y - y_ref; (d * d).sum(-1) / 2, (d * y_dot).sum(-1)": rowsum,
-        }
+        return _rows_or_columns(mod, y, y_ref, t, "i", -1)
     if case.group == "batched":
 
         def batched() -> Any:
@@ -233,6 +235,29 @@ def plain_candidates(case: Case, mod: Any, a: dict[str, Any]) -> dict[str, Fn]:
             return d @ d / 2, d @ t
 
         return {"d = where(m, y - y_ref, 0); d @ d / 2, d @ y_dot": masked}
+    if case.group == "whole":
+
+        def flat() -> Any:
+            d = (y - y_ref).reshape(-1)
+            return d @ d / 2, d @ t.reshape(-1)
+
+        def summed() -> Any:
+            d = y - y_ref
+            return (d * d).sum() / 2, (d * t).sum()
+
+        return {
+            "d = (y - y_ref).reshape(-1); d @ d / 2, d @ y_dot.reshape(-1)": flat,
+            "d = y - y_ref; (d * d).sum() / 2, (d * y_dot).sum()": summed,
+        }
+    if case.group == "leading":
+        return _rows_or_columns(mod, y, y_ref, t, "j", 0)
+    if case.group == "grad":
+
+        def gradient() -> Any:
+            d = y - y_ref
+            return d @ d / 2, d
+
+        return {"d = y - y_ref; d @ d / 2, d": gradient}
     if case.group == "weights":
 
         def weighted() -> Any:
@@ -242,6 +267,27 @@ def plain_candidates(case: Case, mod: Any, a: dict[str, Any]) -> dict[str, Fn]:
 
         return {"d = y - y_ref; wd = w * d; wd @ d / 2, wd @ y_dot": weighted}
     raise ValueError(case.group)
+
+
+def _rows_or_columns(mod: Any, y: Any, y_ref: Any, t: Any, kept: str, axis: int) -> dict[str, Fn]:
+    """The two plain expressions of a reduction of a matrix's columns (``kept``
+    "i", ``axis`` -1: one result per row) or rows ("j", 0: one per column)."""
+    name, spec = ("np" if mod is np else "torch"), f"ij,ij->{kept}"
+
+    def einsum() -> Any:
+        d = y - y_ref
+        return mod.einsum(spec, d, d) / 2, mod.einsum(spec, d, t)
+
+    def summed() -> Any:
+        d = y - y_ref
+        return (d * d).sum(axis) / 2, (d * t).sum(axis)
+
+    return {
+        f"d = y - y_ref; {name}.einsum('{spec}', d, d) / 2, {name}.einsum('{spec}', d, y_dot)": (
+            einsum
+        ),
+        f"d = y - y_ref; (d * d).sum({axis}) / 2, (d * y_dot).sum({axis})": summed,
+    }
 
 
 def l2loss_call(case: Case, a: dict[str, Any]) -> Fn:
@@ -264,6 +310,12 @@ def l2loss_call(case: Case, a: dict[str, Any]) -> Fn:
     if case.group == "weights":
         w = a["w"]
         return lambda: jvp(y, y_ref, t, weights=w)
+    if case.group == "whole":
+        return lambda: jvp(y, y_ref, t)
+    if case.group == "leading":
+        return lambda: jvp(y, y_ref, t, axis=0)
+    if case.group == "grad":
+        return lambda: l2loss.l2_loss_grad(y, y_ref)
     raise ValueError(case.group)
 
 
@@ -274,7 +326,9 @@ def check_same(case: Case, dtype: str, plain: Fn, mine: Fn) -> None:
     rtol = 1e-3 if dtype == "float32" else 1e-9
     want, got = plain(), mine()
     scale = float(np.max(np.abs(np.asarray(want[0])))) + 1.0
-    for name, p, g in zip(("L", "L_dot"), want, got, strict=True):
+    for name, p, g in zip(
+        ("L", "L_dot" if case.group != "grad" else "grad"), want, got, strict=True
+    ):
         p, g = np.asarray(p, dtype=np.float64), np.asarray(g, dtype=np.float64)
         if p.shape != g.shape or not np.allclose(p, g, rtol=rtol, atol=rtol * scale):
             raise AssertionError(f"{case.label} {dtype}: plain and l2loss disagree on {name}")

@@ -155,7 +155,8 @@ def test_parity_json(results: dict[str, Any]) -> None:
         assert row["items"] == math.prod(row["shape"])
         assert row["path"] in ("fast", "full")
         assert (row["k"] is not None) == (row["group"] == "batched")
-    groups = {"1-D", "axis", "batched", "where"} | ({"weights"} if HAS_WEIGHTS else set())
+    groups = {"1-D", "axis", "batched", "where", "whole", "leading", "grad"}
+    groups |= {"weights"} if HAS_WEIGHTS else set()
     backends = {"numpy", "torch"} if HAS_TORCH else {"numpy"}
     got = {(r["backend"], r["dtype"], r["group"]) for r in cases}
     want = {(b, d, g) for b in backends for d in ("float64", "float32") for g in groups}
