@@ -169,9 +169,13 @@ def parity(data: dict[str, Any], backend: str | None = None, dtype: str | None =
 def _group(c: dict[str, Any]) -> str:
     """The row of a case in the compact table: its group, 1-D cases by size."""
     if c["group"] != "1-D":
-        return {"axis": "per sample (`axis=-1`)", "batched": "K directions"}.get(
-            c["group"], f"`{c['group']}=`"
-        )
+        return {
+            "axis": "per sample (`axis=-1`)",
+            "batched": "K directions",
+            "whole": "a matrix reduced whole",
+            "leading": "over leading axes (`axis=0`)",
+            "grad": "`l2_loss_grad`",
+        }.get(c["group"], f"`{c['group']}=`")
     return "1-D, N <= 1e5" if c["items"] <= 100_000 else "1-D, N >= 1e6"
 
 

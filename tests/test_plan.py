@@ -193,8 +193,6 @@ def _subtract_of(t: Any) -> Any:
     library: ``a - b`` written into ``out`` by indexing."""
     if t.subtract is not None:
         return t.subtract
-    if t.name == "numpy":
-        return np.subtract
 
     def subtract(a: Any, b: Any, out: Any) -> Any:
         out[...] = a - b
@@ -221,7 +219,9 @@ def test_block_buffers_give_the_bits_of_fresh_temporaries(be: Backend, inner: st
             kw = {"axis": axis, "weights": None if w is None else be.asarray(w)}
             got = []
             with small_blocks(be, inner):
-                threads = dataclasses.replace(traits(be).blocking, workers=2, parallel=0)
+                threads = dataclasses.replace(
+                    traits(be).blocking, workers=2, parallel=0, reuse=True
+                )
                 for subtract in (_subtract_of(t), None):
                     with override(t.name, blocking=threads, subtract=subtract):
                         for mask in (None, keep):
@@ -372,6 +372,27 @@ def test_direct_calls_give_the_bits_of_the_evaluation(
     np.testing.assert_array_equal(be.to_numpy(L_grad), be.to_numpy(L))
     _, y_bar, _ = be.call(vjp_apply, Y, R, 1.0, weights=W)
     np.testing.assert_array_equal(be.to_numpy(g), be.to_numpy(y_bar))
+
+
+def test_gradients_beyond_cache_are_written_by_the_blocks(be: Backend) -> None:
+    """Beyond cache on an eager library with a ``subtract`` that writes into an
+    array, each block or piece writes its residual into the gradient while it
+    sums its square (the inputs are read once); with a mask or weights, or
+    mixed dtypes, the gradient is the residual computed first, then summed."""
+    traits = traits_of(("y",), (be.asarray(np.zeros(1)),))[0]
+    if traits.blocking is None or traits.subtract is None:
+        pytest.skip(f"{be.name} evaluates the plain expression at every size")
+    n = 8 * traits.blocking.whole + 3
+    rng = np.random.default_rng(4)
+    y, r = be.asarray(rng.standard_normal(n)), be.asarray(rng.standard_normal(n))
+    kind = _kind(y, r, None, None, None, None, None, False)
+    assert getattr(kind.grad, "__qualname__", None) == "_fused.<locals>.grad"
+    L, g = l2_loss_grad(y, r)
+    d = be.to_numpy(y) - be.to_numpy(r)
+    np.testing.assert_array_equal(be.to_numpy(g), d)
+    np.testing.assert_allclose(float(L), 0.5 * math.fsum(d * d), rtol=1e-13)
+    weighted = _kind(y, r, None, None, None, y, None, False)
+    assert weighted.grad is None
 
 
 @pytest.mark.parametrize("order", ["C", "F"])

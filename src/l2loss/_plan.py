@@ -191,9 +191,11 @@ class _Layout(NamedTuple):
 class _Viewed:
     """An evaluation over views of the operands (``layout``); operands that
     cannot be viewed without a copy take the plain expression as they are,
-    with ``fallback``, an inner product over any axes."""
+    with ``fallback``, an inner product over any axes. ``out``, where given,
+    is an array of ``y``'s shape and dtype into which the residual is written
+    (the library's ``subtract``): the gradient, at no extra pass."""
 
-    __slots__ = ("batch", "dt", "fallback", "inner", "layout", "xp")
+    __slots__ = ("batch", "dt", "fallback", "inner", "layout", "reuse", "subtract", "xp")
 
     def __init__(
         self,
@@ -203,9 +205,11 @@ class _Viewed:
         layout: _Layout,
         batch: tuple[int, ...],
         fallback: Inner,
+        subtract: Subtract | None = None,
+        reuse: bool = False,
     ) -> None:
         self.xp, self.dt, self.inner, self.layout = xp, dt, inner, layout
-        self.batch, self.fallback = batch, fallback
+        self.batch, self.fallback, self.subtract, self.reuse = batch, fallback, subtract, reuse
 
     def __call__(
         self,
@@ -216,15 +220,17 @@ class _Viewed:
         mask: Array,
         weights: Array,
         masking: Masking | None,
+        out: Array = None,
     ) -> tuple[Array, Array]:
         o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
         try:
             v = self.layout.operands(self.xp, o, self.batch)
+            viewed = None if out is None else _view(self.xp, out, self.layout.shape)
         except (ValueError, AttributeError, RuntimeError):
-            return sums(self.xp, self.dt, self.fallback, *o, masking)
-        return self._over(v, masking)
+            return sums(self.xp, self.dt, self.fallback, *o, masking, _into(self.subtract, out))
+        return self._over(v, masking, viewed)
 
-    def _over(self, v: Operands, masking: Masking | None) -> tuple[Array, Array]:
+    def _over(self, v: Operands, masking: Masking | None, out: Array) -> tuple[Array, Array]:
         raise NotImplementedError
 
 
@@ -235,9 +241,9 @@ class Whole(_Viewed):
 
     __slots__ = ()
 
-    def _over(self, v: Operands, masking: Masking | None) -> tuple[Array, Array]:
-        xp = self.xp
-        return self.layout.results(xp, *sums(xp, self.dt, self.inner, *v, masking), self.batch)
+    def _over(self, v: Operands, masking: Masking | None, out: Array) -> tuple[Array, Array]:
+        xp, sub = self.xp, _into(self.subtract, out)
+        return self.layout.results(xp, *sums(xp, self.dt, self.inner, *v, masking, sub), self.batch)
 
 
 class Blocks(_Viewed):
@@ -248,7 +254,7 @@ class Blocks(_Viewed):
     the pieces are added pairwise at the end.
     """
 
-    __slots__ = ("q", "rows", "span", "subtract", "tail", "workers")
+    __slots__ = ("q", "rows", "span", "tail", "workers")
 
     def __init__(
         self,
@@ -264,12 +270,12 @@ class Blocks(_Viewed):
         batch: tuple[int, ...],
         fallback: Inner,
         subtract: Subtract | None,
+        reuse: bool,
     ) -> None:
-        super().__init__(xp, dt, inner, layout, batch, fallback)
+        super().__init__(xp, dt, inner, layout, batch, fallback, subtract, reuse)
         self.q, self.tail, self.rows, self.span, self.workers = q, tail, rows, span, workers
-        self.subtract = subtract
 
-    def _over(self, flat: Operands, masking: Masking | None) -> tuple[Array, Array]:
+    def _over(self, flat: Operands, masking: Masking | None, out: Array) -> tuple[Array, Array]:
         xp, dt = self.xp, self.dt
         layout, q, tail, inner = self.layout, self.q, self.tail, self.inner
         m, r = layout.shape
@@ -284,14 +290,16 @@ class Blocks(_Viewed):
             return xp.reshape(a[..., : q * p] if tail else a, (*a.shape[:-1], q, p))
 
         body = core.map(cut)
-        sub = _sub(xp, self.subtract)
+        sub = _sub(xp, self.subtract if self.reuse else None)
+        into = None if out is None else cut(out)
 
         def block(at: tuple[slice, slice]) -> tuple[Array, Array]:
             rows, pieces = at
             b = body.map(lambda a: a[..., rows, pieces, :])
             if per_row is not None:
                 b = b._replace(weights=xp.reshape(per_row[rows, :], (-1, 1, 1)))
-            return sums(xp, dt, inner, *b, masking, sub)
+            s = sub if into is None else _into(self.subtract, into[rows, pieces, :])
+            return sums(xp, dt, inner, *b, masking, s)
 
         at = [
             (slice(i, min(i + self.rows, m)), slice(j, min(j + self.span, q)))
@@ -306,7 +314,8 @@ class Blocks(_Viewed):
             ends = core.map(lambda a: a[..., q * p :])
             if per_row is not None:
                 ends = ends._replace(weights=per_row)
-            tsq, tip = sums(xp, dt, inner, *ends, masking, sub)
+            s = sub if out is None else _into(self.subtract, out[..., q * p :])
+            tsq, tip = sums(xp, dt, inner, *ends, masking, s)
             sq = xp.concat([sq, tsq[..., None]], axis=-1)
             ip = None if ip is None else xp.concat([ip, tip[..., None]], axis=-1)
         sq = xp.sum(sq, axis=-1)
@@ -319,7 +328,7 @@ class Pieces(_Viewed):
     1-D pieces of ``piece`` items, each summed by the library's ``dot``,
     with the pieces' sums added pairwise at the end."""
 
-    __slots__ = ("piece", "subtract")
+    __slots__ = ("piece",)
 
     def __init__(
         self,
@@ -331,18 +340,20 @@ class Pieces(_Viewed):
         batch: tuple[int, ...],
         fallback: Inner,
         subtract: Subtract | None,
+        reuse: bool,
     ) -> None:
-        super().__init__(xp, dt, inner, layout, batch, fallback)
-        self.piece, self.subtract = piece, subtract
+        super().__init__(xp, dt, inner, layout, batch, fallback, subtract, reuse)
+        self.piece = piece
 
-    def _over(self, v: Operands, masking: Masking | None) -> tuple[Array, Array]:
+    def _over(self, v: Operands, masking: Masking | None, out: Array) -> tuple[Array, Array]:
         xp, dt, inner, step = self.xp, self.dt, self.inner, self.piece
         n = v.y.shape[0]
-        sub = _sub(xp, self.subtract)
+        sub = _sub(xp, self.subtract if self.reuse else None)
         parts = []
         for i in range(0, n, step):
             cut = slice(i, min(i + step, n))
-            parts.append(sums(xp, dt, inner, *v.map(lambda a: a[..., cut]), masking, sub))  # noqa: B023
+            s = sub if out is None else _into(self.subtract, out[cut])
+            parts.append(sums(xp, dt, inner, *v.map(lambda a: a[..., cut]), masking, s))  # noqa: B023
         sq = xp.sum(xp.stack([s for s, _ in parts]), axis=0)
         ip = None if parts[0][1] is None else xp.sum(xp.stack([p for _, p in parts]), axis=0)
         return sq, ip
@@ -365,6 +376,21 @@ def _sub(xp: Any, subtract: Subtract | None) -> Sub:
         if buf is None or buf.shape[0] < n or buf.dtype != dtype:
             buf = buffers[key] = xp.empty((n,), dtype=dtype, device=compat.device(a))
         return subtract(a, b, xp.reshape(buf[:n], a.shape))
+
+    return sub
+
+
+def _into(subtract: Subtract | None, out: Array) -> Sub:
+    """``sub`` writing ``a - b`` into ``out`` (None: a new array)."""
+    if out is None:
+        return operator.sub
+    assert subtract is not None, "a residual is written out only with the library's subtract"
+
+    def sub(a: Array, b: Array) -> Array:
+        d = subtract(a, b, out)
+        if d is not out:  # the library could not write it there
+            out[...] = d
+        return out
 
     return sub
 
@@ -460,7 +486,23 @@ def plan(
             if ndim > 1:
                 dot, tdot = _flattened(dot), _flattened(tdot, bool(batch))
             loss, jvp, grad = vector(dot, tdot, ops.mul, ops.half(primal.out))
+    fused = not (whole or masked or lead != -1 or full.complex or full.widen or full.mixed)
+    if fused and traits.subtract is not None:
+        grad = _fused(traits.xp, evaluate, halved)
     return Plan(evaluate, loss, jvp, grad, halved, whole, recorded)
+
+
+def _fused(
+    xp: Any, evaluate: Evaluation, halved: Callable[[Array], Array]
+) -> Callable[..., tuple[Array, Array]]:
+    """:attr:`Plan.grad` for blocks or pieces: each writes its residual into
+    the gradient while it sums its square, so the inputs are read once."""
+
+    def grad(y: Array, y_ref: Array, weights: Array) -> tuple[Array, Array]:
+        out = xp.empty(y.shape, dtype=y.dtype, device=compat.device(y))
+        return halved(evaluate(y, y_ref, None, None, None, None, None, out)[0]), out
+
+    return grad
 
 
 def _flattened(dot: Inner, batched: bool = False) -> Inner:
@@ -559,10 +601,25 @@ def _evaluation(
         if primal.real_work != xp.float64 and traits.dot_float32 is not None:
             piece = min(piece, traits.dot_float32)
         vector = _Layout((size,), (size,), kept, False)
-        return Pieces(xp, primal, vector_dot, vector, piece, batch, general, traits.subtract)
+        return Pieces(
+            xp, primal, vector_dot, vector, piece, batch, general, traits.subtract, blocking.reuse
+        )
     # Rows are cut at a block's length too, so that a block's products stay in cache.
     q, tail = _pieces(r, min(blocking.piece, blocking.block))
     per_block = max(1, blocking.block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
     inner = _last_inner(traits, full, primal, False, batched, (r - tail) // q)
-    return Blocks(xp, primal, rows, q, tail, *at, inner, workers, batch, general, traits.subtract)
+    return Blocks(
+        xp,
+        primal,
+        rows,
+        q,
+        tail,
+        *at,
+        inner,
+        workers,
+        batch,
+        general,
+        traits.subtract,
+        blocking.reuse,
+    )

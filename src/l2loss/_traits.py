@@ -58,6 +58,11 @@ class Blocking:
         Threads the blocks are spread over (1: the calling thread alone).
     parallel
         Items of ``y`` from which ``workers`` threads are used.
+    reuse
+        Whether blocks subtract into one buffer per thread, reused block
+        after block (PyTorch: a fresh temporary per block lets its allocator
+        hand the memory back and fault it in again), rather than into a new
+        array each time (NumPy, whose new arrays are no slower).
     rows
         Whether a long vector is viewed as rows of pieces, a block of rows
         summed by one call (NumPy, whose calls cost more than a short dot);
@@ -72,6 +77,7 @@ class Blocking:
     vector: int | None = None
     workers: int = 1
     parallel: int = 1 << 62
+    reuse: bool = True
     rows: bool = True
 
 
@@ -190,8 +196,8 @@ class Traits:
         (on the host), or None.
     subtract
         ``subtract(a, b, out)``: ``a - b`` written into ``out`` and returned,
-        for evaluations that loop over blocks, or None (a new array each time:
-        NumPy's blocks are no faster with a buffer; PyTorch's are).
+        for evaluations that loop over blocks: into the gradient, and into a
+        reused buffer (``Blocking.reuse``); or None (a new array each time).
     keep
         ``keep(xp, zero, mask)``: the function that gives the bits of
         ``xp.where(mask, a, zero)`` for an array ``a`` (``zero`` is a 0-d
@@ -256,6 +262,7 @@ _NUMPY = Blocking(
     vector=1 << 20,
     workers=max(1, min(_cores(), 8)),
     parallel=3 << 18,
+    reuse=False,
 )
 # PyTorch on the CPU threads each operation itself.
 _TORCH_CPU = Blocking(whole=1 << 19, block=1 << 18, piece=1 << 20, rows=False)
@@ -513,6 +520,10 @@ def _numpy_keep(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
     return keep
 
 
+def _numpy_subtract(a: Array, b: Array, out: Array) -> Array:
+    return np.subtract(a, b, out=out)
+
+
 def _classify(xp: Any, sample: Array) -> Traits:
     """The traits of the library of ``sample`` (an array of namespace ``xp``)."""
     if compat.is_numpy_array(sample):
@@ -525,6 +536,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             rows=_numpy_rows,
             leading=_numpy_leading,
             vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
+            subtract=_numpy_subtract,
             keep=_numpy_keep,
             cast=_cast_hint("numpy", "method"),
         )
