@@ -229,7 +229,11 @@ def cotangent(
         if dt.widen:
             weights = xp.astype(weights, dt.real_work)
         scale = scale * (weights if keep is None else keep(weights))
-    if in_place and d is not y:  # never the caller's own array
+    if d is y:  # never the caller's own array
+        return d * scale
+    if type(scale) is float and scale == 1.0:  # exact: no pass to scale by one
+        return d
+    if in_place:
         d *= scale
         return d
     return d * scale
