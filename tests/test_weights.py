@@ -79,6 +79,39 @@ def test_weighted_values_match_reference(be: Backend, data: st.DataObject) -> No
     close(be, rb, -2.0 * y_bar, 2.0 * sy, dtype, Y)
 
 
+@pytest.mark.parametrize(
+    ("shape", "axis", "w_axes"),
+    [
+        ((2, 1, 1), (1, 2), 2),
+        ((3, 4, 5), (1, 2), 2),
+        ((3, 4, 5, 6), (2, 3), 3),
+        ((3, 4, 5, 6), (1, 2, 3), 3),
+        ((3, 4, 70_001), (1, 2), 2),  # past cache: blocks
+    ],
+)
+def test_weights_of_reduced_leading_axes(
+    be: Backend, shape: tuple[int, ...], axis: tuple[int, ...], w_axes: int
+) -> None:
+    """Weights of more leading axes than the results keep (one weight per
+    sample of a reduced leading axis): each result sums the rows of its own
+    samples, in cache and in blocks, with and without directions."""
+    rng = np.random.default_rng(len(shape) + w_axes)
+    y, r, t = (rng.standard_normal(shape) for _ in range(3))
+    w = rng.random(shape[:w_axes])
+    Y, R, T, W = (be.asarray(a) for a in (y, r, t, w))
+    L, Ld, y_bar, sL, sLd, sy = weighted_reference(y, r, t, w, axis, None)
+    got_L, got_Ld = be.call(l2_loss_jvp, Y, R, T, axis=axis, weights=W)
+    close(be, got_L, L, sL, "float64", Y)
+    close(be, got_Ld, Ld, sLd, "float64", Y)
+    _, Ldk = be.call(
+        l2_loss_jvp, Y, R, be.asarray(np.stack([t, -t])), axis=axis, weights=W, batched=True
+    )
+    close(be, Ldk, np.stack([Ld, -Ld]), np.stack([sLd, sLd]), "float64", Y)
+    got_L, g = be.call(l2_loss_grad, Y, R, axis=axis, weights=W)
+    close(be, got_L, L, sL, "float64", Y)
+    close(be, g, y_bar, sy, "float64", Y)
+
+
 @pytest.mark.parametrize("shape", [(40, 301), (300_001,), (3, 50_001)])
 def test_weighted_batched_directions(be: Backend, shape: tuple[int, ...]) -> None:
     """K directions with per-sample weights, large enough for the blocks."""

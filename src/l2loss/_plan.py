@@ -154,8 +154,8 @@ def _view(xp: Any, a: Array, shape: tuple[int, ...]) -> Array:
 
 class _Layout(NamedTuple):
     """How the operands are viewed: ``y`` as ``shape``, the results as ``kept``
-    (after summing the ``fold`` trailing result axes, per-sample weights of
-    a full reduction)."""
+    (after summing, where ``fold``, the rows of each result: per-sample
+    weights of reduced leading axes give a row per sample)."""
 
     shape: tuple[int, ...]
     weights: tuple[int, ...]
@@ -175,8 +175,8 @@ class _Layout(NamedTuple):
 
     def results(self, xp: Any, sq: Array, ip: Array, batch: tuple[int, ...]) -> tuple[Array, Array]:
         if self.fold:
-            sq = xp.sum(sq, axis=-1)
-            ip = None if ip is None else xp.sum(ip, axis=-1)
+            sq = self._folded(xp, sq)
+            ip = None if ip is None else self._folded(xp, ip)
         if tuple(sq.shape) != self.kept:
             sq = xp.reshape(sq, self.kept)
             ip = None if ip is None else xp.reshape(ip, (*batch, *self.kept))
@@ -186,6 +186,13 @@ class _Layout(NamedTuple):
             if ip is not None and not batch:
                 ip = ip[()]
         return sq, ip
+
+    def _folded(self, xp: Any, a: Array) -> Array:
+        """The sums of each result's rows, which are consecutive (its last
+        axis holds the rows, one per sample of the reduced leading axes)."""
+        if self.kept:
+            a = xp.reshape(a, (*a.shape[:-1], math.prod(self.kept), -1))
+        return xp.sum(a, axis=-1)
 
 
 class _Viewed:
