@@ -374,6 +374,32 @@ def test_direct_calls_give_the_bits_of_the_evaluation(
     np.testing.assert_array_equal(be.to_numpy(g), be.to_numpy(y_bar))
 
 
+@pytest.mark.parametrize("dtype", ["complex128", "complex64"])
+@pytest.mark.parametrize("shape", [(4099,), (37, 111)])
+def test_numpy_complex_vectors_take_vdot(dtype: str, shape: tuple[int, ...]) -> None:
+    """NumPy's complex full reductions in cache run as the rule's vector
+    closures on ``vdot`` (one BLAS ``dotc``, no temporaries of products):
+    ``Re sum conj(d) t``, with the bits of ``l2_loss`` in every function."""
+    rng = np.random.default_rng(8)
+    y, r, t, u = (
+        (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+        for _ in range(4)
+    )
+    kind = _kind(y, r, t, u, None, None, None, False)
+    assert kind.jvp.__qualname__ == "vector.<locals>.jvp"
+    L, Ld = l2_loss_jvp(y, r, t, u)
+    d = (y - r).astype(np.complex128)  # the residual, as the rule rounds it
+    v = t.astype(np.complex128) - u.astype(np.complex128)
+    rtol = 8 * eps(dtype) * math.sqrt(d.size)
+    np.testing.assert_allclose(L, 0.5 * math.fsum(np.abs(d).ravel() ** 2), rtol=rtol)
+    scale = math.fsum(np.abs(d * v).ravel())
+    assert abs(Ld - math.fsum((np.conj(d) * v).real.ravel())) <= rtol * scale
+    assert L.dtype == Ld.dtype == np.finfo(dtype).dtype
+    L_grad, g = l2_loss_grad(y, r)
+    assert L_grad.tobytes() == L.tobytes() == np.asarray(l2_loss(y, r)).tobytes()
+    np.testing.assert_array_equal(g, y - r)
+
+
 def test_gradients_beyond_cache_are_written_by_the_blocks(be: Backend) -> None:
     """Beyond cache on an eager library with a ``subtract`` that writes into an
     array, each block or piece writes its residual into the gradient while it

@@ -85,9 +85,12 @@ def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...]) -> Inner:
 
 def _vector_dot(traits: Traits, full: Dtypes, batched: bool) -> Inner | None:
     """The library's ``dot`` as the inner product of two vectors, where it
-    applies: real dtypes, and directions where it takes them."""
+    applies: real dtypes, and directions where it takes them; for complex
+    vectors without directions its ``vdot``."""
+    if full.complex:
+        return None if batched else traits.vdot
     dot = traits.dot
-    if dot is None or full.complex or (batched and not traits.dot_batches):
+    if dot is None or (batched and not traits.dot_batches):
         return None
     # 1-D by 1-D is symmetric; with directions, b carries them.
     return dot if not batched else lambda a, b: dot(b, a)
@@ -486,10 +489,12 @@ def plan(
     grad = None
     ndim = len(shape)
     summed = whole and ndim >= 1 and len(axes) == ndim and lead in (-1, ndim)
-    if ops is not None and summed and not (full.complex or full.widen or full.mixed):
-        # With directions, the tangents go to the library's dot (which takes them).
-        dot, tdot = ops.dot, _vector_dot(traits, full, True) if batch else ops.dot
-        if tdot is not None:
+    if ops is not None and summed and not (full.widen or full.mixed):
+        # Complex vectors take the library's vdot; with directions, the
+        # tangents go to its dot (which takes them).
+        dot = traits.vdot if full.complex else ops.dot
+        tdot = _vector_dot(traits, full, True) if batch else dot
+        if dot is not None and tdot is not None:
             if ndim > 1:
                 dot, tdot = _flattened(dot), _flattened(tdot, bool(batch))
             loss, jvp, grad = vector(dot, tdot, ops.mul, ops.half(primal.out))

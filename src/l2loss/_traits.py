@@ -128,6 +128,9 @@ class Traits:
     dot_batches
         Whether ``dot`` also takes ``b`` with a leading axis of directions:
         one matrix-vector product for K directions.
+    vdot
+        ``vdot(a, b)``: ``Re sum conj(a) b`` of two vectors, complex or not, in
+        one call (NumPy's ``vdot``, a BLAS ``dotc``), or None.
     dot_float32
         The longest float32 piece ``dot`` sums out of cache (None: as long
         as any other): PyTorch's CPU dot accumulates float32 along the whole
@@ -218,6 +221,7 @@ class Traits:
     blocking: Blocking | None
     dot: Callable[[Array, Array], Array] | None = None
     dot_batches: bool = False
+    vdot: Callable[[Array, Array], Array] | None = None
     dot_float32: int | None = None
     rows: Callable[[Dtypes, int], Callable[[Array, Array], Array] | None] | None = None
     leading: Callable[[int, int], Callable[[Array, Array], Array]] | None = None
@@ -520,6 +524,10 @@ def _numpy_keep(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
     return keep
 
 
+def _numpy_vdot(a: Array, b: Array) -> Array:
+    return np.vdot(a, b).real
+
+
 def _numpy_subtract(a: Array, b: Array, out: Array) -> Array:
     return np.subtract(a, b, out=out)
 
@@ -533,6 +541,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             _NUMPY,
             dot=np.dot,
             dot_batches=True,
+            vdot=_numpy_vdot,
             rows=_numpy_rows,
             leading=_numpy_leading,
             vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
