@@ -86,9 +86,13 @@ def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...]) -> Inner:
 def _vector_dot(traits: Traits, full: Dtypes, batched: bool) -> Inner | None:
     """The library's ``dot`` as the inner product of two vectors, where it
     applies: real dtypes, and directions where it takes them; for complex
-    vectors without directions its ``vdot``."""
+    vectors its ``vdot``, and a matrix-vector product for directions."""
     if full.complex:
-        return None if batched else traits.vdot
+        vdot, xp = traits.vdot, traits.xp
+        if vdot is None or not batched:
+            return vdot
+        # sq by vdot, as without directions, so that L does not depend on them.
+        return lambda a, b: vdot(a, b) if b.ndim == a.ndim else xp.real(b @ xp.conj(a))
     dot = traits.dot
     if dot is None or (batched and not traits.dot_batches):
         return None
@@ -496,7 +500,7 @@ def plan(
         tdot = _vector_dot(traits, full, True) if batch else dot
         if dot is not None and tdot is not None:
             if ndim > 1:
-                dot, tdot = _flattened(dot), _flattened(tdot, bool(batch))
+                dot, tdot = _items(dot), _items(tdot)
             loss, jvp, grad = vector(dot, tdot, ops.mul, ops.half(primal.out))
     fused = not (whole or masked or lead != -1 or full.complex or full.widen or full.mixed)
     if fused and traits.subtract is not None:
@@ -517,13 +521,15 @@ def _fused(
     return grad
 
 
-def _flattened(dot: Inner, batched: bool = False) -> Inner:
+def _items(dot: Inner) -> Inner:
     """``dot`` of arrays of any shape, as the vectors of their items in order
-    (``b`` with its leading axis of directions kept where ``batched``); a view
-    where the arrays are contiguous, as a fresh residual is."""
-    if batched:
-        return lambda a, b: dot(a.ravel(), b.reshape(b.shape[0], -1))
-    return lambda a, b: dot(a.ravel(), b.ravel())
+    (``b`` keeps a leading axis of directions that ``a`` does not have); a
+    view where the arrays are contiguous, as a fresh residual is."""
+
+    def inner(a: Array, b: Array) -> Array:
+        return dot(a.ravel(), b.reshape(b.shape[0], -1) if b.ndim > a.ndim else b.ravel())
+
+    return inner
 
 
 def _halved(
@@ -602,6 +608,10 @@ def _evaluation(
             if ndim == 1:  # a vector, summed as it is
                 return functools.partial(sums, xp, primal, inner)
             return Whole(xp, primal, inner, _Layout((r,), (r,), kept, False), batch, general)
+        vector_dot = _vector_dot(traits, full, batched)
+        if not kept and vector_dot is not None:
+            # Per-sample weights of a full reduction: one dot over every item.
+            return Whole(xp, primal, _items(vector_dot), rows._replace(fold=False), batch, general)
         inner = _last_inner(traits, full, primal, False, batched, r)
         if ndim == 2 and axes == (-1,):  # rows already: summed as they are
             return functools.partial(sums, xp, primal, inner)
