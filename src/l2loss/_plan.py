@@ -443,10 +443,12 @@ class Plan(NamedTuple):
     ip)`` serves every call. ``loss(y, y_ref, weights) -> L`` and
     ``jvp(y, y_ref, y_dot, y_ref_dot, weights) -> (L, L_dot)`` serve the calls
     whose arrays go to it as they are (no mask, nothing to check or widen),
-    with the halving done: for a real full reduction of one dtype in cache
-    (weights, if any, of ``y``'s shape; directions or not), as the rule's
-    :func:`~l2loss._rule.vector` closures, with nothing left to choose, which
-    also give ``grad(y, y_ref, weights) -> (L, w d)`` (else None).
+    with the halving done: for a full reduction of one dtype in cache (real,
+    or complex where the library has a ``vdot``; weights, if any, of ``y``'s
+    shape; directions or not), as the rule's :func:`~l2loss._rule.vector`
+    closures, with nothing left to choose, which also give ``grad(y, y_ref,
+    weights) -> (L, w d)``; beyond cache, without mask or weights, ``grad``
+    writes the residual into the gradient block by block (else None).
     ``halve(sq) -> L``: :func:`~l2loss._rule.halve` with the library's
     fastest constant 1/2 (``Traits.vector``), for the other calls.
     ``whole``: the evaluation runs over the whole arrays at once (not in

@@ -139,7 +139,8 @@ def sums(
 def vector(
     dot: Inner, tdot: Inner, mul: Callable[[Any, Any], Any], half: Any
 ) -> tuple[Callable[..., Any], ...]:
-    """The rule for a real full reduction of one dtype without a mask, as
+    """The rule for a full reduction of one dtype without a mask (real, or
+    complex with a ``dot`` that is ``Re sum conj(a) b``), as
     ``loss(y, y_ref, weights) -> L``, ``jvp(y, y_ref, y_dot, y_ref_dot,
     weights) -> (L, L_dot)`` and ``grad(y, y_ref, weights) -> (L, w d)`` with
     nothing left to choose: ``L = mul(dot(w d, d), half)``, ``L_dot = tdot(w d,
