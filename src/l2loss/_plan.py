@@ -603,6 +603,7 @@ def _evaluation(
     rows_in_one = traits.rows_in_one
     in_one = not (one or masked or primal.complex) and workers == 1
     in_one = in_one and rows_in_one is not None and rows_in_one(primal, r)
+    vector_dot = _vector_dot(traits, full, batched)
     # A full reduction without mask or weights is nothing but dots.
     if in_one or _in_cache(traits, primal, size, one and not masked and lead == -1):
         if one:
@@ -610,7 +611,6 @@ def _evaluation(
             if ndim == 1:  # a vector, summed as it is
                 return functools.partial(sums, xp, primal, inner)
             return Whole(xp, primal, inner, _Layout((r,), (r,), kept, False), batch, general)
-        vector_dot = _vector_dot(traits, full, batched)
         if not kept and vector_dot is not None:
             # Per-sample weights of a full reduction: one dot over every item.
             return Whole(xp, primal, _items(vector_dot), rows._replace(fold=False), batch, general)
@@ -618,7 +618,6 @@ def _evaluation(
         if ndim == 2 and axes == (-1,):  # rows already: summed as they are
             return functools.partial(sums, xp, primal, inner)
         return Whole(xp, primal, inner, rows, batch, general)
-    vector_dot = _vector_dot(traits, full, batched)
     if one and not blocking.rows and vector_dot is not None:
         # The residual's precision decides, so that L does not depend on the
         # tangents' dtypes.
