@@ -67,8 +67,10 @@ class Kind:
         or weights to expand).
     plain_loss, plain_jvp
         The plan's ``loss`` and ``jvp`` (:class:`~l2loss._plan.Plan`) where
-        the arrays are plain; ``plain_jvp`` where its results also come out in
-        their dtypes (a tangent given, no half precision to return). Else None.
+        the arrays go to them as they are (no guard, or weights to expand;
+        a mask where they take one); ``plain_jvp`` where its results also
+        come out in their dtypes (a tangent given, no half precision to
+        return). Else None.
     maskings
         The :class:`~l2loss._rule.Masking` of each dtype and device (eager
         libraries), made once: its 0-d zero is one array per call less.
@@ -155,11 +157,13 @@ class Kind:
             traits, self.full, self.primal, shape, self.axes, batch, self.lead, where is not None
         )
         self.evaluate, self.halve = p.evaluate, p.halve
-        # Weights of y's shape need no expanding.
-        self.plain = where is None and self.lead in (-1, len(shape)) and traits.guard is None
+        # Weights of y's shape need no expanding; the plan's closures take a
+        # mask where they can (else they are None).
+        simple = self.lead in (-1, len(shape)) and traits.guard is None
+        self.plain = where is None and simple
         tangent = y_dot is not None or y_ref_dot is not None
-        self.plain_loss = p.loss if self.plain else None
-        self.plain_jvp = p.jvp if self.plain and tangent and not self.full.widen else None
+        self.plain_loss = p.loss if simple else None
+        self.plain_jvp = p.jvp if simple and tangent and not self.full.widen else None
         # Calls that need nothing but the evaluation of their arrays as they
         # are, always or once the library's quick check passes.
         checks = traits.check_devices or traits.autodiff is not None
@@ -169,7 +173,7 @@ class Kind:
         direct = not (adopt or traits.compile or (checks and self.ready is None))
         self.loss = self.plain_loss if direct else None
         self.jvp = self.plain_jvp if direct else None
-        self.grad = p.grad if direct and self.plain else None
+        self.grad = p.grad if direct and simple else None
 
     @property
     def loss_shape(self) -> tuple[int, ...]:
@@ -317,16 +321,16 @@ def _prepared(
 
 def _loss(k: Kind, *arrays: Array) -> Array:
     if k.plain_loss is not None:  # PyTorch's autograd records these calls too
-        y, y_ref, _, _, _, weights = arrays
-        return k.plain_loss(y, y_ref, weights)
+        y, y_ref, _, _, where, weights = arrays
+        return k.plain_loss(y, y_ref, weights, where)
     return k.halve(_values(k, *arrays)[0])
 
 
 def _jvp(k: Kind, *arrays: Array) -> tuple[Array, Array]:
     xp = k.xp
     if k.plain_jvp is not None:
-        y, y_ref, y_dot, y_ref_dot, _, weights = arrays
-        out: tuple[Array, Array] = k.plain_jvp(y, y_ref, y_dot, y_ref_dot, weights)
+        y, y_ref, y_dot, y_ref_dot, where, weights = arrays
+        out: tuple[Array, Array] = k.plain_jvp(y, y_ref, y_dot, y_ref_dot, weights, where)
         return out
     sq, ip = _values(k, *arrays)
     L = k.halve(sq)
@@ -534,8 +538,8 @@ def l2_loss(
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
     loss = k.loss
-    if loss is not None and (k.ready is None or k.ready(y, y_ref, weights)):
-        return loss(y, y_ref, weights)
+    if loss is not None and (k.ready is None or k.ready(y, y_ref, weights, where)):
+        return loss(y, y_ref, weights, where)
     return _call(k, _loss, (y, y_ref, None, None, where, weights))
 
 
@@ -598,8 +602,8 @@ def l2_loss_jvp(
     """
     k = _kind(y, y_ref, y_dot, y_ref_dot, where, weights, axis, batched)
     jvp = k.jvp
-    if jvp is not None and (k.ready is None or k.ready(y, y_ref, y_dot, y_ref_dot, weights)):
-        return jvp(y, y_ref, y_dot, y_ref_dot, weights)
+    if jvp is not None and (k.ready is None or k.ready(y, y_ref, y_dot, y_ref_dot, weights, where)):
+        return jvp(y, y_ref, y_dot, y_ref_dot, weights, where)
     out: tuple[Array, Array] = _call(k, _jvp, (y, y_ref, y_dot, y_ref_dot, where, weights))
     return out
 
@@ -643,8 +647,8 @@ def l2_loss_vjp(
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
     arrays = (y, y_ref, None, None, where, weights)
     loss = k.loss
-    if loss is not None and (k.ready is None or k.ready(y, y_ref, weights)):
-        L = loss(y, y_ref, weights)
+    if loss is not None and (k.ready is None or k.ready(y, y_ref, weights, where)):
+        L = loss(y, y_ref, weights, where)
     else:
         L = _call(k, _loss, arrays)
 
@@ -676,7 +680,7 @@ def l2_loss_grad(
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
     grad = k.grad
-    if grad is not None and (k.ready is None or k.ready(y, y_ref, weights)):
-        return grad(y, y_ref, weights)
+    if grad is not None and (k.ready is None or k.ready(y, y_ref, weights, where)):
+        return grad(y, y_ref, weights, where)
     out: tuple[Array, Array] = _call(k, _grad, (y, y_ref, None, None, where, weights))
     return out

@@ -36,7 +36,7 @@ import array_api_compat as compat
 
 from . import _parallel
 from ._dtypes import Dtypes
-from ._rule import Inner, Masking, Sub, halve, sums, vector
+from ._rule import Inner, Masking, Sub, halve, masked_vector, sums, vector
 from ._traits import Subtract, Traits
 
 __all__ = ["Operands", "Plan", "plan"]
@@ -440,15 +440,17 @@ class Plan(NamedTuple):
     """How one kind of call is evaluated.
 
     ``evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, masking) -> (sq,
-    ip)`` serves every call. ``loss(y, y_ref, weights) -> L`` and
-    ``jvp(y, y_ref, y_dot, y_ref_dot, weights) -> (L, L_dot)`` serve the calls
-    whose arrays go to it as they are (no mask, nothing to check or widen),
+    ip)`` serves every call. ``loss(y, y_ref, weights, mask) -> L`` and
+    ``jvp(y, y_ref, y_dot, y_ref_dot, weights, mask) -> (L, L_dot)`` serve
+    the calls whose arrays go to it as they are (nothing to check or widen),
     with the halving done: for a full reduction of one dtype in cache (real,
     or complex where the library has a ``vdot``; weights, if any, of ``y``'s
     shape; directions or not), as the rule's :func:`~l2loss._rule.vector`
-    closures, with nothing left to choose, which also give ``grad(y, y_ref,
-    weights) -> (L, w d)``; beyond cache, without mask or weights, ``grad``
-    writes the residual into the gradient block by block (else None).
+    closures (:func:`~l2loss._rule.masked_vector` with a mask), with nothing
+    left to choose, which also give ``grad(y, y_ref, weights, mask) -> (L, w
+    d)``; otherwise ``loss`` and ``jvp`` take no mask (None where the call
+    has one), and beyond cache, without mask or weights, ``grad`` writes the
+    residual into the gradient block by block (else None).
     ``halve(sq) -> L``: :func:`~l2loss._rule.halve` with the library's
     fastest constant 1/2 (``Traits.vector``), for the other calls.
     ``whole``: the evaluation runs over the whole arrays at once (not in
@@ -458,8 +460,8 @@ class Plan(NamedTuple):
     """
 
     evaluate: Evaluation
-    loss: Callable[..., Array]
-    jvp: Callable[..., tuple[Array, Array]]
+    loss: Callable[..., Array] | None
+    jvp: Callable[..., tuple[Array, Array]] | None
     grad: Callable[..., tuple[Array, Array]] | None
     halve: Callable[[Array], Array]
     whole: bool
@@ -491,7 +493,7 @@ def plan(
     ops = traits.vector
     half, mul = (0.5, operator.mul) if ops is None else (ops.half(primal.real_work), ops.mul)
     halved = functools.partial(halve, traits.xp, primal, half=half, mul=mul)
-    loss, jvp = _halved(evaluate, halved)
+    loss, jvp = (None, None) if masked else _halved(evaluate, halved)
     grad = None
     ndim = len(shape)
     summed = whole and ndim >= 1 and len(axes) == ndim and lead in (-1, ndim)
@@ -503,7 +505,13 @@ def plan(
         if dot is not None and tdot is not None:
             if ndim > 1:
                 dot, tdot = _items(dot), _items(tdot)
-            loss, jvp, grad = vector(dot, tdot, ops.mul, ops.half(primal.out))
+            half = ops.half(primal.out)
+            if masked:
+                zero = traits.xp.zeros((), dtype=primal.real_work)
+                masking = Masking(functools.partial(traits.keep, traits.xp, zero), traits.quiet)
+                loss, jvp, grad = masked_vector(dot, tdot, ops.mul, half, masking)
+            else:
+                loss, jvp, grad = vector(dot, tdot, ops.mul, half)
     fused = not (whole or masked or lead != -1 or full.complex or full.widen or full.mixed)
     if fused and traits.subtract is not None:
         grad = _fused(traits.xp, evaluate, halved)
@@ -516,7 +524,7 @@ def _fused(
     """:attr:`Plan.grad` for blocks or pieces: each writes its residual into
     the gradient while it sums its square, so the inputs are read once."""
 
-    def grad(y: Array, y_ref: Array, weights: Array) -> tuple[Array, Array]:
+    def grad(y: Array, y_ref: Array, weights: Array, mask: None = None) -> tuple[Array, Array]:
         out = xp.empty(y.shape, dtype=y.dtype, device=compat.device(y))
         return halved(evaluate(y, y_ref, None, None, None, None, None, out)[0]), out
 
@@ -539,10 +547,12 @@ def _halved(
 ) -> tuple[Callable[..., Array], Callable[..., tuple[Array, Array]]]:
     """``loss`` and ``jvp`` of :class:`Plan`: ``evaluate``, then ``halved``."""
 
-    def loss(y: Array, y_ref: Array, weights: Array) -> Array:
+    def loss(y: Array, y_ref: Array, weights: Array, mask: None = None) -> Array:
         return halved(evaluate(y, y_ref, None, None, None, weights, None)[0])
 
-    def jvp(y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, weights: Array) -> Any:
+    def jvp(
+        y: Array, y_ref: Array, y_dot: Array, y_ref_dot: Array, weights: Array, mask: None = None
+    ) -> Any:
         sq, ip = evaluate(y, y_ref, y_dot, y_ref_dot, None, weights, None)
         return halved(sq), ip
 

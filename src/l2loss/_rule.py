@@ -21,27 +21,42 @@ from typing import Any, NamedTuple
 
 from ._dtypes import Dtypes
 
-__all__ = ["Keep", "Masking", "Sub", "cotangent", "gradient", "halve", "residual", "sums", "vector"]
+__all__ = [
+    "Keep",
+    "Masking",
+    "Quiet",
+    "Sub",
+    "cotangent",
+    "gradient",
+    "halve",
+    "masked_vector",
+    "residual",
+    "sums",
+    "vector",
+]
 
 Inner = Callable[[Any, Any], Any]
 Keep = Callable[[Any], Any]
+
+
+#: ``sub(a, b) -> a - b``, where the plan may write it into a buffer it reuses.
+Sub = Callable[[Any, Any], Any]
+#: ``quiet(sub, a, b) -> sub(a, b)``, raising no floating-point warning.
+Quiet = Callable[[Sub, Any, Any], Any]
 
 
 class Masking(NamedTuple):
     """How a mask selects: ``of(mask)`` is the function ``keep`` with
     ``keep(a)`` the bits of ``xp.where(mask, a, zero)`` (``zero`` a 0-d array
     of the real working dtype), as the library computes it fastest
-    (``Traits.keep``); never ``mask * a``, since 0 * NaN is NaN. ``after``:
-    the residual is masked once, after subtracting, where the library's
-    arithmetic raises no floating-point warning for the entries it drops
-    (``Traits.quiet``)."""
+    (``Traits.keep``); never ``mask * a``, since 0 * NaN is NaN. ``after``,
+    where the library can subtract without a floating-point warning
+    (``Traits.quiet``): the residual is masked once, after subtracting that
+    way; else ``y`` and ``y_ref`` are masked before, so that an inf - inf
+    that the mask drops raises none."""
 
     of: Callable[[Any], Keep]
-    after: bool = False
-
-
-#: ``sub(a, b) -> a - b``, where the plan may write it into a buffer it reuses.
-Sub = Callable[[Any, Any], Any]
+    after: Quiet | None = None
 
 
 def _widen(xp: Any, dt: Dtypes, a: Any) -> Any:
@@ -62,7 +77,7 @@ def residual(
     y_ref: Any,
     keep: Keep | None,
     sub: Sub = operator.sub,
-    after: bool = False,
+    after: Quiet | None = None,
 ) -> Any:
     """``d = sub(y, y_ref) = y - y_ref`` in the working dtype, exactly 0 where
     the mask is False (``keep`` and ``after``, see :class:`Masking`;
@@ -72,11 +87,18 @@ def residual(
         # Widen before subtracting: in float16, y - y_ref may already overflow.
         y = _widen(xp, dt, y)
         y_ref = None if y_ref is None else _widen(xp, dt, y_ref)
+    return _masked(y, y_ref, keep, sub, after)
+
+
+def _masked(
+    y: Any, y_ref: Any, keep: Keep | None, sub: Sub = operator.sub, after: Quiet | None = None
+) -> Any:
+    """:func:`residual` of arrays in their working dtype."""
     if keep is None or y_ref is None:
         d = y if y_ref is None else sub(y, y_ref)
         return d if keep is None else keep(d)
-    if after:
-        return keep(sub(y, y_ref))
+    if after is not None:
+        return keep(after(sub, y, y_ref))
     # Otherwise mask the inputs, not their difference: inf - inf under a
     # False entry would raise a floating-point warning.
     d, masked_ref = keep(y), keep(y_ref)
@@ -123,7 +145,7 @@ def sums(
     if plain and y_ref is not None:
         d = sub(y, y_ref)
     else:
-        d = residual(xp, dt, y, y_ref, keep, sub, masking is not None and masking.after)
+        d = residual(xp, dt, y, y_ref, keep, sub, None if masking is None else masking.after)
     wd = d if weights is None else _weighted(xp, dt, d, weights, keep)
     sq = inner(wd, d)
     if y_ref_dot is None:
@@ -147,13 +169,16 @@ def vector(
     y_dot) - tdot(w d, y_ref_dot)``, the operations of :func:`sums` and
     :func:`halve` in their order (``dot`` sums over every axis; ``tdot`` takes
     tangents with a leading axis of directions where the call has them).
+    Each takes a last argument ``mask``, always None.
     """
 
-    def loss(y: Any, y_ref: Any, weights: Any) -> Any:
+    def loss(y: Any, y_ref: Any, weights: Any, mask: None = None) -> Any:
         d = y - y_ref
         return mul(dot(d if weights is None else weights * d, d), half)
 
-    def jvp(y: Any, y_ref: Any, y_dot: Any, y_ref_dot: Any, weights: Any) -> tuple[Any, Any]:
+    def jvp(
+        y: Any, y_ref: Any, y_dot: Any, y_ref_dot: Any, weights: Any, mask: None = None
+    ) -> tuple[Any, Any]:
         d = y - y_ref
         wd = d if weights is None else weights * d
         L = mul(dot(wd, d), half)
@@ -163,9 +188,44 @@ def vector(
             return L, -tdot(wd, y_ref_dot)
         return L, tdot(wd, y_dot) - tdot(wd, y_ref_dot)
 
-    def grad(y: Any, y_ref: Any, weights: Any) -> tuple[Any, Any]:
+    def grad(y: Any, y_ref: Any, weights: Any, mask: None = None) -> tuple[Any, Any]:
         d = y - y_ref
         wd = d if weights is None else weights * d
+        return mul(dot(wd, d), half), wd
+
+    return loss, jvp, grad
+
+
+def masked_vector(
+    dot: Inner, tdot: Inner, mul: Callable[[Any, Any], Any], half: Any, masking: Masking
+) -> tuple[Callable[..., Any], ...]:
+    """:func:`vector`'s ``loss``, ``jvp`` and ``grad`` for a call with a mask,
+    which each take last (``keep = masking.of(mask)``): the residual, the
+    weights and the tangents are masked as :func:`sums` masks them."""
+    of, after = masking
+
+    def parts(y: Any, y_ref: Any, weights: Any, mask: Any) -> tuple[Keep, Any, Any]:
+        keep = of(mask)
+        d = _masked(y, y_ref, keep, operator.sub, after)
+        return keep, d, (d if weights is None else keep(weights) * d)
+
+    def loss(y: Any, y_ref: Any, weights: Any, mask: Any) -> Any:
+        _, d, wd = parts(y, y_ref, weights, mask)
+        return mul(dot(wd, d), half)
+
+    def jvp(
+        y: Any, y_ref: Any, y_dot: Any, y_ref_dot: Any, weights: Any, mask: Any
+    ) -> tuple[Any, Any]:
+        keep, d, wd = parts(y, y_ref, weights, mask)
+        L = mul(dot(wd, d), half)
+        if y_ref_dot is None:
+            return L, tdot(wd, keep(y_dot))
+        if y_dot is None:
+            return L, -tdot(wd, keep(y_ref_dot))
+        return L, tdot(wd, keep(y_dot)) - tdot(wd, keep(y_ref_dot))
+
+    def grad(y: Any, y_ref: Any, weights: Any, mask: Any) -> tuple[Any, Any]:
+        _, d, wd = parts(y, y_ref, weights, mask)
         return mul(dot(wd, d), half), wd
 
     return loss, jvp, grad
@@ -195,7 +255,7 @@ def gradient(
     (the cotangent at ``L_bar = 1``), both exactly 0 where ``mask`` is
     False, and new arrays: ``d`` serves L's sum and ``w d`` is returned."""
     keep = _keep(mask, masking)
-    d = residual(xp, dt, y, y_ref, keep, after=masking is not None and masking.after)
+    d = residual(xp, dt, y, y_ref, keep, after=None if masking is None else masking.after)
     return d, (d if weights is None else _weighted(xp, dt, d, weights, keep))
 
 
@@ -220,7 +280,7 @@ def cotangent(
     with ``create_graph``) asks for a new array instead.
     """
     keep = _keep(mask, masking)
-    d = residual(xp, dt, y, y_ref, keep, after=masking is not None and masking.after)
+    d = residual(xp, dt, y, y_ref, keep, after=None if masking is None else masking.after)
     scale = L_bar
     if keep is not None:
         # Masked before multiplying: an infinite L_bar or weight times a

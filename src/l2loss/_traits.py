@@ -207,10 +207,11 @@ class Traits:
         array of the real working dtype), as the library computes them
         fastest; the default is ``xp.where`` itself.
     quiet
-        Whether the library's arithmetic never raises floating-point
-        warnings (PyTorch, CuPy), so that a mask can select from the residual
-        once, after subtracting, rather than from ``y`` and ``y_ref`` before
-        (NumPy would warn about an inf - inf that the mask then drops).
+        ``quiet(sub, a, b) -> sub(a, b)`` raising no floating-point warning
+        (PyTorch's and CuPy's arithmetic raises none; NumPy's is silenced),
+        so that a mask selects from the residual once, after subtracting,
+        rather than from ``y`` and ``y_ref`` before (an inf - inf that the
+        mask drops must raise no warning); or None.
     cast
         ``cast(name, dtype)``: the code, in this library, that casts the
         argument ``name`` to ``dtype`` (for error messages).
@@ -242,7 +243,7 @@ class Traits:
     keep: Callable[[Any, Array, Array], Callable[[Array], Array]] = lambda xp, zero, mask: (
         lambda a: xp.where(mask, a, zero)
     )
-    quiet: bool = False
+    quiet: Callable[[Callable[[Any, Any], Any], Array, Array], Array] | None = None
     cast: Callable[[str, str], str] = lambda name, dtype: f"xp.astype({name}, xp.{dtype})"
 
 
@@ -508,8 +509,8 @@ _BITS = {
 
 def _numpy_keep(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
     """NumPy's ``where(mask, a, zero)`` for a float ``a`` of ``zero``'s dtype
-    as ``a``'s bits AND-ed with all ones or none: the same bits, without the
-    branch per item that makes ``where`` several times slower."""
+    as ``a``'s bits times the mask's 1 or 0 as integers: the same bits,
+    without the branch per item that makes ``where`` several times slower."""
     ints = _BITS.get(zero.dtype)
     ones: list[Array] = []
 
@@ -517,11 +518,19 @@ def _numpy_keep(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
         if ints is None or type(a) is not np.ndarray or a.dtype != zero.dtype:
             return np.where(mask, a, zero)
         if not ones:  # once per mask, for the several arrays it masks
-            k = mask.astype(ints)
-            ones.append(np.negative(k, out=k))
-        return (a.view(ints) & ones[0]).view(a.dtype)
+            ones.append(mask.astype(ints))
+        return (a.view(ints) * ones[0]).view(a.dtype)
 
     return keep
+
+
+def _quiet(sub: Callable[[Array, Array], Array], a: Array, b: Array) -> Array:
+    return sub(a, b)
+
+
+def _numpy_quiet(sub: Callable[[Array, Array], Array], a: Array, b: Array) -> Array:
+    with np.errstate(invalid="ignore", over="ignore"):
+        return sub(a, b)
 
 
 def _numpy_vdot(a: Array, b: Array) -> Array:
@@ -547,6 +556,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
             subtract=_numpy_subtract,
             keep=_numpy_keep,
+            quiet=_numpy_quiet,
             cast=_cast_hint("numpy", "method"),
         )
     if compat.is_torch_array(sample):
@@ -561,7 +571,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             "check_devices": True,
             "autodiff": autodiff,
             "records": _RECORDS,
-            "quiet": True,
+            "quiet": _quiet,
             "cast": _cast_hint("torch", "to"),
         }
         gpu = Traits(xp, "torch", _GPU, **common)
@@ -582,7 +592,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             dot_batches=True,
             sum_products=True,
             check_devices=True,
-            quiet=True,
+            quiet=_quiet,
             cast=_cast_hint("cupy", "method"),
         )
     if compat.is_jax_array(sample):
