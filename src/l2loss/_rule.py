@@ -287,9 +287,7 @@ def cotangent(
         # masked 0 would be NaN, and a floating-point warning.
         scale = keep(scale)
     if weights is not None:
-        if dt.widen:
-            weights = xp.astype(weights, dt.real_work)
-        scale = scale * (weights if keep is None else keep(weights))
+        scale = _weighted(xp, dt, scale, weights, keep)
     if d is y:  # never the caller's own array
         return d * scale
     if type(scale) is float and scale == 1.0:  # exact: no pass to scale by one

@@ -48,7 +48,8 @@ class Blocking:
         Longest inner product taken in one call of the library's dot: longer
         ones are cut into pieces whose sums are added, which bounds the
         rounding error of each and, on NumPy, keeps OpenBLAS from handing a
-        dot to threads of its own.
+        dot to threads of its own. A masked call's pieces are at most a
+        block long, since each holds masked copies too.
     vector
         As ``whole``, for a full reduction without mask or weights (one
         vector, K directions or not), whose plain expression is dots that
