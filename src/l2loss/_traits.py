@@ -388,23 +388,23 @@ def _torch_keep(
     """PyTorch's ``where(mask, a, zero)`` for an ``a`` of ``zero``'s dtype:
     ``torch.where`` called directly (without array-api-compat's promotion),
     or for floats of at most 32 bits that ``autodiff`` (of
-    :func:`_torch_checks`) does not see, ``a``'s bits AND-ed with all ones or
-    none, the same bits in a cheaper pass (for float64 the wider integer mask
-    costs what it saves)."""
+    :func:`_torch_checks`) does not see, ``a``'s bits as integers times the
+    mask's 1 or 0, the same bits in a cheaper pass (for float64 the wider
+    integer product costs what it saves)."""
     ints = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
     def masking(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
         bits = ints.get(zero.dtype)
-        ones: list[Array] = []
+        factor: list[Array] = []
 
         def keep(a: Array) -> Array:
             if not isinstance(a, torch.Tensor) or a.dtype != zero.dtype:
                 return xp.where(mask, a, zero)
             if bits is None or autodiff((a,)):
                 return torch.where(mask, a, zero)
-            if not ones:  # once per mask, for the several arrays it masks
-                ones.append(mask.to(bits).neg_())
-            return (a.view(bits) & ones[0]).view(a.dtype)
+            if not factor:  # once per mask, for the several arrays it masks
+                factor.append(mask.to(bits))
+            return (a.view(bits) * factor[0]).view(a.dtype)
 
         return keep
 
@@ -513,14 +513,14 @@ def _numpy_keep(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
     as ``a``'s bits times the mask's 1 or 0 as integers: the same bits,
     without the branch per item that makes ``where`` several times slower."""
     ints = _BITS.get(zero.dtype)
-    ones: list[Array] = []
+    factor: list[Array] = []
 
     def keep(a: Array) -> Array:
         if ints is None or type(a) is not np.ndarray or a.dtype != zero.dtype:
             return np.where(mask, a, zero)
-        if not ones:  # once per mask, for the several arrays it masks
-            ones.append(mask.astype(ints))
-        return (a.view(ints) * ones[0]).view(a.dtype)
+        if not factor:  # once per mask, for the several arrays it masks
+            factor.append(mask.astype(ints))
+        return (a.view(ints) * factor[0]).view(a.dtype)
 
     return keep
 
