@@ -178,7 +178,8 @@ def test_masking_gives_the_bits_of_where(be: Backend, data: st.DataObject) -> No
     """The library's masking (``Traits.keep``) gives the bits of
     ``where(mask, a, zero)`` for any values (NaN payloads, infinities, -0.0,
     subnormals), for ``a`` of the zero's dtype, of another, 0-d and
-    broadcasting, and for several arrays under one mask."""
+    broadcasting, for several arrays under one mask, and written into ``a``
+    (``fresh=True``)."""
     from l2loss._traits import traits_of
 
     names = ["float64", "float32", *(n for n in be.low_precision if n == "float16")]
@@ -197,11 +198,14 @@ def test_masking_gives_the_bits_of_where(be: Backend, data: st.DataObject) -> No
         elements = hnp.from_dtype(np.dtype(dtype), allow_nan=True, allow_infinity=True)
         a = data.draw(hnp.arrays(np.dtype(dtype), a_shape, elements=elements))
         A = be.asarray(a)
-        got = be.to_numpy(keep_fn(A))
         want = be.to_numpy(be.xp.where(M, A, zero))
-        assert got.dtype == want.dtype
-        assert got.shape == want.shape
-        np.testing.assert_array_equal(_bits(got), _bits(want))
+        # In place too, into an array of the call's own (a new residual).
+        for got in (keep_fn(A), keep_fn(be.asarray(a.copy()), fresh=True)):
+            got = be.to_numpy(got)
+            assert got.dtype == want.dtype
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(_bits(got), _bits(want))
+        np.testing.assert_array_equal(_bits(be.to_numpy(A)), _bits(a))  # A is left as it was
 
 
 @given(data=st.data())

@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 Inner = Callable[[Any, Any], Any]
-Keep = Callable[[Any], Any]
+Keep = Callable[..., Any]
 
 
 #: ``sub(a, b) -> a - b``, where the plan may write it into a buffer it reuses.
@@ -49,7 +49,9 @@ class Masking(NamedTuple):
     """How a mask selects: ``of(mask)`` is the function ``keep`` with
     ``keep(a)`` the bits of ``xp.where(mask, a, zero)`` (``zero`` a 0-d array
     of the real working dtype), as the library computes it fastest
-    (``Traits.keep``); never ``mask * a``, since 0 * NaN is NaN. ``after``,
+    (``Traits.keep``); never ``mask * a``, since 0 * NaN is NaN.
+    ``keep(a, fresh=True)`` may write them into ``a``, an array of this call's
+    own that nothing else reads (a new residual). ``after``,
     where the library can subtract without a floating-point warning
     (``Traits.quiet``): the residual is masked once, after subtracting that
     way; else ``y`` and ``y_ref`` are masked before, so that an inf - inf
@@ -96,9 +98,9 @@ def _masked(
     """:func:`residual` of arrays in their working dtype."""
     if keep is None or y_ref is None:
         d = y if y_ref is None else sub(y, y_ref)
-        return d if keep is None else keep(d)
+        return d if keep is None else keep(d, fresh=y_ref is not None)
     if after is not None:
-        return keep(after(sub, y, y_ref))
+        return keep(after(sub, y, y_ref), fresh=True)
     # Otherwise mask the inputs, not their difference: inf - inf under a
     # False entry would raise a floating-point warning.
     d, masked_ref = keep(y), keep(y_ref)

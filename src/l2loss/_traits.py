@@ -206,7 +206,8 @@ class Traits:
         ``keep(xp, zero, mask)``: the function that gives the bits of
         ``xp.where(mask, a, zero)`` for an array ``a`` (``zero`` is a 0-d
         array of the real working dtype), as the library computes them
-        fastest; the default is ``xp.where`` itself.
+        fastest, into ``a`` itself where ``keep(a, fresh=True)`` allows it;
+        the default is ``xp.where`` itself.
     quiet
         ``quiet(sub, a, b) -> sub(a, b)`` raising no floating-point warning
         (PyTorch's and CuPy's arithmetic raises none; NumPy's is silenced),
@@ -241,8 +242,8 @@ class Traits:
     recording: Callable[..., bool] | None = None
     vector: VectorOps | None = None
     subtract: Subtract | None = None
-    keep: Callable[[Any, Array, Array], Callable[[Array], Array]] = lambda xp, zero, mask: (
-        lambda a: xp.where(mask, a, zero)
+    keep: Callable[[Any, Array, Array], Callable[..., Array]] = lambda xp, zero, mask: (
+        lambda a, fresh=False: xp.where(mask, a, zero)
     )
     quiet: Callable[[Callable[[Any, Any], Any], Array, Array], Array] | None = None
     cast: Callable[[str, str], str] = lambda name, dtype: f"xp.astype({name}, xp.{dtype})"
@@ -384,7 +385,7 @@ def _torch_subtract(torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]) -
 
 def _torch_keep(
     torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]
-) -> Callable[[Any, Array, Array], Callable[[Array], Array]]:
+) -> Callable[[Any, Array, Array], Callable[..., Array]]:
     """PyTorch's ``where(mask, a, zero)`` for an ``a`` of ``zero``'s dtype:
     ``torch.where`` called directly (without array-api-compat's promotion),
     or for floats of at most 32 bits that ``autodiff`` (of
@@ -393,17 +394,20 @@ def _torch_keep(
     integer product costs what it saves)."""
     ints = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
-    def masking(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
+    def masking(xp: Any, zero: Array, mask: Array) -> Callable[..., Array]:
         bits = ints.get(zero.dtype)
         factor: list[Array] = []
 
-        def keep(a: Array) -> Array:
+        def keep(a: Array, fresh: bool = False) -> Array:
             if not isinstance(a, torch.Tensor) or a.dtype != zero.dtype:
                 return xp.where(mask, a, zero)
             if bits is None or autodiff((a,)):
                 return torch.where(mask, a, zero)
             if not factor:  # once per mask, for the several arrays it masks
                 factor.append(mask.to(bits))
+            if fresh and a.shape == mask.shape:
+                a.view(bits).mul_(factor[0])
+                return a
             return (a.view(bits) * factor[0]).view(a.dtype)
 
         return keep
@@ -508,18 +512,22 @@ _BITS = {
 }
 
 
-def _numpy_keep(xp: Any, zero: Array, mask: Array) -> Callable[[Array], Array]:
+def _numpy_keep(xp: Any, zero: Array, mask: Array) -> Callable[..., Array]:
     """NumPy's ``where(mask, a, zero)`` for a float ``a`` of ``zero``'s dtype
     as ``a``'s bits times the mask's 1 or 0 as integers: the same bits,
     without the branch per item that makes ``where`` several times slower."""
     ints = _BITS.get(zero.dtype)
     factor: list[Array] = []
 
-    def keep(a: Array) -> Array:
+    def keep(a: Array, fresh: bool = False) -> Array:
         if ints is None or type(a) is not np.ndarray or a.dtype != zero.dtype:
             return np.where(mask, a, zero)
         if not factor:  # once per mask, for the several arrays it masks
             factor.append(mask.astype(ints))
+        if fresh and a.shape == mask.shape:
+            bits = a.view(ints)
+            np.multiply(bits, factor[0], out=bits)
+            return a
         return (a.view(ints) * factor[0]).view(a.dtype)
 
     return keep
