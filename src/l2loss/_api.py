@@ -397,7 +397,7 @@ def _grad(
     masking = masking_of(k, mask, y, k.primal.real_work)
     g, w = _prepared(k, y, y_ref, None, None, mask, weights)
     d, grad = _rule.gradient(k.xp, k.primal, g, y_ref, mask, w, masking)
-    if w is None:  # d is masked already; weights are masked again by the sums
+    if w is None:  # d is masked already; only weights would need the mask again
         mask = masking = None
     L = k.halve(k.evaluate(d, None, None, None, mask, w, masking)[0])
     return L, _like(k, grad, y)

@@ -51,11 +51,11 @@ class Masking(NamedTuple):
     of the real working dtype), as the library computes it fastest
     (``Traits.keep``); never ``mask * a``, since 0 * NaN is NaN.
     ``keep(a, fresh=True)`` may write them into ``a``, an array of this call's
-    own that nothing else reads (a new residual). ``after``,
-    where the library can subtract without a floating-point warning
-    (``Traits.quiet``): the residual is masked once, after subtracting that
-    way; else ``y`` and ``y_ref`` are masked before, so that an inf - inf
-    that the mask drops raises none."""
+    own that nothing else reads (a new residual). ``after``, where the
+    library can subtract without a floating-point warning (``Traits.quiet``):
+    the residual is masked once, after subtracting that way; else ``y`` and
+    ``y_ref`` are masked before, so that an inf - inf that the mask drops
+    raises none."""
 
     of: Callable[[Any], Keep]
     after: Quiet | None = None
@@ -98,7 +98,7 @@ def _masked(
     """:func:`residual` of arrays in their working dtype."""
     if keep is None or y_ref is None:
         d = y if y_ref is None else sub(y, y_ref)
-        return d if keep is None else keep(d, fresh=y_ref is not None)
+        return d if keep is None else keep(d)
     if after is not None:
         return keep(after(sub, y, y_ref), fresh=True)
     # Otherwise mask the inputs, not their difference: inf - inf under a
