@@ -633,8 +633,6 @@ def _evaluation(
         # tangents' dtypes.
         if primal.real_work != xp.float64 and traits.dot_float32 is not None:
             piece = min(piece, traits.dot_float32)
-        if masked:  # masked copies are more temporaries per piece: a block's length at most
-            piece = min(piece, blocking.block)
         vector = _Layout((size,), (size,), kept, False)
         return Pieces(
             xp, primal, vector_dot, vector, piece, batch, general, traits.subtract, blocking.reuse

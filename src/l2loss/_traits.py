@@ -48,8 +48,7 @@ class Blocking:
         Longest inner product taken in one call of the library's dot: longer
         ones are cut into pieces whose sums are added, which bounds the
         rounding error of each and, on NumPy, keeps OpenBLAS from handing a
-        dot to threads of its own. A masked call's pieces are at most a
-        block long, since each holds masked copies too.
+        dot to threads of its own.
     vector
         As ``whole``, for a full reduction without mask or weights (one
         vector, K directions or not), whose plain expression is dots that
@@ -271,8 +270,9 @@ _NUMPY = Blocking(
     parallel=3 << 18,
     reuse=False,
 )
-# PyTorch on the CPU threads each operation itself.
-_TORCH_CPU = Blocking(whole=1 << 19, block=1 << 18, piece=1 << 20, rows=False)
+# PyTorch on the CPU threads each operation itself; pieces a block long keep
+# each residual, a temporary, in cache.
+_TORCH_CPU = Blocking(whole=1 << 19, block=1 << 18, piece=1 << 18, rows=False)
 # The float32 pieces of PyTorch's CPU dot: short enough that its sequential
 # float32 sum of each stays within the accuracy the tests hold it to.
 _FLOAT32_DOT = 1 << 18
