@@ -14,7 +14,7 @@ import array_api_compat as compat
 
 from . import _rule
 from ._dtypes import promote
-from ._plan import plan
+from ._plan import library_masking, plan
 from ._traits import Traits, on_change, refuse, traits_of
 from ._validate import (
     check_axis,
@@ -287,17 +287,12 @@ def masking_of(k: Kind, mask: Array, like: Array, dtype: Any) -> _rule.Masking |
         return None
     traits = k.traits
     if traits.blocking is None:  # lazy libraries: nothing traced or lazy is kept
-        return _masking(k, dtype, like)
+        return library_masking(traits, dtype, compat.device(like))
     key = (dtype, getattr(like, "device", None))
     masking = k.maskings.get(key)
     if masking is None:
-        masking = k.maskings[key] = _masking(k, dtype, like)
+        masking = k.maskings[key] = library_masking(traits, dtype, compat.device(like))
     return masking
-
-
-def _masking(k: Kind, dtype: Any, like: Array) -> _rule.Masking:
-    zero = k.xp.zeros((), dtype=dtype, device=compat.device(like))
-    return _rule.Masking(functools.partial(k.traits.keep, k.xp, zero), k.traits.quiet)
 
 
 def _prepared(

@@ -39,7 +39,7 @@ from ._dtypes import Dtypes
 from ._rule import Inner, Masking, Sub, halve, masked_vector, sums, vector
 from ._traits import Subtract, Traits
 
-__all__ = ["Operands", "Plan", "plan"]
+__all__ = ["Operands", "Plan", "library_masking", "plan"]
 
 Array = Any
 
@@ -507,8 +507,7 @@ def plan(
                 dot, tdot = _items(dot), _items(tdot)
             half = ops.half(primal.out)
             if masked:
-                zero = traits.xp.zeros((), dtype=primal.real_work)
-                masking = Masking(functools.partial(traits.keep, traits.xp, zero), traits.quiet)
+                masking = library_masking(traits, primal.real_work)
                 loss, jvp, grad = masked_vector(dot, tdot, ops.mul, half, masking)
             else:
                 loss, jvp, grad = vector(dot, tdot, ops.mul, half)
@@ -516,6 +515,13 @@ def plan(
     if fused and traits.subtract is not None:
         grad = _fused(traits.xp, evaluate, halved)
     return Plan(evaluate, loss, jvp, grad, halved, whole, recorded)
+
+
+def library_masking(traits: Traits, dtype: Any, device: Any = None) -> Masking:
+    """The library's :class:`~l2loss._rule.Masking`: its ``keep`` with a 0-d
+    zero of ``dtype`` on ``device``, and its quiet subtraction."""
+    zero = traits.xp.zeros((), dtype=dtype, device=device)
+    return Masking(functools.partial(traits.keep, traits.xp, zero), traits.quiet)
 
 
 def _fused(

@@ -65,31 +65,28 @@ def _widen(xp: Any, dt: Dtypes, a: Any) -> Any:
     return a if a.dtype == dt.work else xp.astype(a, dt.work)
 
 
-def _keep(mask: Any, masking: Masking | None) -> Keep | None:
-    if mask is None:
-        return None
-    assert masking is not None, "a mask comes with its masking"
-    return masking.of(mask)
-
-
 def residual(
     xp: Any,
     dt: Dtypes,
     y: Any,
     y_ref: Any,
-    keep: Keep | None,
+    mask: Any,
+    masking: Masking | None,
     sub: Sub = operator.sub,
-    after: Quiet | None = None,
-) -> Any:
-    """``d = sub(y, y_ref) = y - y_ref`` in the working dtype, exactly 0 where
-    the mask is False (``keep`` and ``after``, see :class:`Masking`;
-    ``y_ref`` None is a structural zero).
+) -> tuple[Keep | None, Any]:
+    """``(keep, d)``: the mask's ``keep`` (None without a mask) and ``d =
+    sub(y, y_ref) = y - y_ref`` in the working dtype, exactly 0 where the
+    mask is False (see :class:`Masking`; ``y_ref`` None is a structural zero).
     """
+    keep = None
+    if mask is not None:
+        assert masking is not None, "a mask comes with its masking"
+        keep = masking.of(mask)
     if dt.widen:
         # Widen before subtracting: in float16, y - y_ref may already overflow.
         y = _widen(xp, dt, y)
         y_ref = None if y_ref is None else _widen(xp, dt, y_ref)
-    return _masked(y, y_ref, keep, sub, after)
+    return keep, _masked(y, y_ref, keep, sub, None if masking is None else masking.after)
 
 
 def _masked(
@@ -143,11 +140,10 @@ def sums(
     (weighted) residual, never a temporary for ``y_dot - y_ref_dot``.
     """
     plain = mask is None and not dt.widen
-    keep = _keep(mask, masking)
     if plain and y_ref is not None:
-        d = sub(y, y_ref)
+        keep, d = None, sub(y, y_ref)
     else:
-        d = residual(xp, dt, y, y_ref, keep, sub, None if masking is None else masking.after)
+        keep, d = residual(xp, dt, y, y_ref, mask, masking, sub)
     wd = d if weights is None else _weighted(xp, dt, d, weights, keep)
     sq = inner(wd, d)
     if y_ref_dot is None:
@@ -256,8 +252,7 @@ def gradient(
     """``(d, w d)``: the residual and the gradient of L with respect to ``y``
     (the cotangent at ``L_bar = 1``), both exactly 0 where ``mask`` is
     False, and new arrays: ``d`` serves L's sum and ``w d`` is returned."""
-    keep = _keep(mask, masking)
-    d = residual(xp, dt, y, y_ref, keep, after=None if masking is None else masking.after)
+    keep, d = residual(xp, dt, y, y_ref, mask, masking)
     return d, (d if weights is None else _weighted(xp, dt, d, weights, keep))
 
 
@@ -281,8 +276,7 @@ def cotangent(
     temporary; a caller that records operations for differentiation (PyTorch
     with ``create_graph``) asks for a new array instead.
     """
-    keep = _keep(mask, masking)
-    d = residual(xp, dt, y, y_ref, keep, after=None if masking is None else masking.after)
+    keep, d = residual(xp, dt, y, y_ref, mask, masking)
     scale = L_bar
     if keep is not None:
         # Masked before multiplying: an infinite L_bar or weight times a
