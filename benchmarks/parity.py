@@ -37,6 +37,12 @@ alternating which goes first. ``ratio`` is the median over rounds of
 target: at most 1 us more than a plain expression that takes under 20 us).
 ``items`` is the number of elements of ``y``.
 
+A process's allocator and page placement move a case's times by more than
+its rounds do, so ``--runs N`` runs the grid in ``N`` fresh processes, one
+after another, and keeps per case the median of their ratios (``runs`` lists
+them), the lowest ``ratio_min`` and the highest ``ratio_max``, and the median
+times; one run is ``--runs 1``.
+
 Writes ``<out>/<name>.json`` and ``<out>/<name>.png`` (default
 ``docs/_static/parity-cpu``).
 """
@@ -48,7 +54,10 @@ import functools
 import inspect
 import json
 import math
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -83,6 +92,8 @@ SMOKE_WHOLE, SMOKE_LEADING, SMOKE_GRAD = [(4, 8)], [(8, 4)], [100]
 
 BUDGET, SMOKE_BUDGET = 0.05, 0.001
 ROUNDS, QUICK_ROUNDS, SMOKE_ROUNDS = 11, 5, 2
+# Fresh processes the grid runs in (see the module's docstring).
+RUNS = 3
 PAUSE = 0.05
 # Rounds spent choosing between two candidate plain expressions.
 CHOOSE_ROUNDS = 3
@@ -362,6 +373,7 @@ def measure(
         "ratio_min": r["min"],
         "ratio_max": r["max"],
         "overhead_us": 1e6 * _timing.median(diff),
+        "runs": [r["median"]],
     }
 
 
@@ -459,6 +471,89 @@ def write(result: dict[str, Any], out: Path, name: str) -> Path:
     return path
 
 
+def merge(results: list[dict[str, Any]], command: str) -> dict[str, Any]:
+    """One result from the results of several runs of the same grid: per case,
+    the median of the runs' ratios and times, and the range over all rounds."""
+    first = results[0]
+    merged = {**first, "command": command, "runs": len(results), "cases": []}
+    merged["conditions"] = {
+        "start": first["conditions"]["start"],
+        "end": results[-1]["conditions"]["end"],
+    }
+    merged["notes"] = sorted({n for r in results for n in r["notes"]})
+    for rows in zip(*(r["cases"] for r in results), strict=True):
+        keys = {tuple(str(row[k]) for k in KEY) for row in rows}
+        assert len(keys) == 1, f"the runs measured different cases: {keys}"
+        ratios = [row["ratio"] for row in rows]
+        texts = {row["plain"] for row in rows}
+        merged["cases"].append(
+            {
+                **rows[0],
+                # Where runs kept different plain expressions, the fastest of
+                # the run at the median ratio names it.
+                "plain": rows[ratios.index(statistics.median_low(ratios))]["plain"]
+                if len(texts) > 1
+                else rows[0]["plain"],
+                **{k: statistics.median(row[k] for row in rows) for k in MEDIANS},
+                "ratio": statistics.median(ratios),
+                "ratio_min": min(row["ratio_min"] for row in rows),
+                "ratio_max": max(row["ratio_max"] for row in rows),
+                "runs": ratios,
+            }
+        )
+    merged["overhead_target"] = overhead_target(merged["cases"])
+    return merged
+
+
+# The fields that name a case, and those whose median over runs is kept.
+KEY = ("backend", "dtype", "group", "path", "shape", "k")
+MEDIANS = ("plain_us", "l2loss_us", "overhead_us")
+
+
+def child_argv(args: argparse.Namespace, out: Path, name: str) -> list[str]:
+    """The arguments of one run of the grid that ``args`` asks for."""
+    argv = ["--runs", "1", "--out", str(out), "--name", name, "--no-plot"]
+    argv += ["--quick"] if args.quick else ["--smoke"] if args.smoke else []
+    for flag in ("backend", "dtype", "group"):
+        for value in getattr(args, flag) or []:
+            argv += [f"--{flag}", value]
+    for flag in ("torch_threads", "rounds"):
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return argv
+
+
+def run_several(args: argparse.Namespace, command: str) -> int:
+    """``--runs N`` with N > 1: the grid in N fresh processes, then merged."""
+    t0 = time.perf_counter()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.runs):
+            print(f"run {i + 1} of {args.runs}", flush=True)
+            name = f"run{i}"
+            subprocess.run(
+                [sys.executable, __file__, *child_argv(args, Path(tmp), name)], check=True
+            )
+            results.append(json.loads((Path(tmp) / f"{name}.json").read_text()))
+    merged = merge(results, command)
+    json_path = write(merged, args.out, args.name)
+    if not args.no_plot:
+        plot(merged, args.out / f"{args.name}.png")
+    summary(merged)
+    print(f"wrote {json_path} and {args.name}.png in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+def summary(result: dict[str, Any]) -> None:
+    slower = sum(r["ratio"] < 1.0 for r in result["cases"])
+    target = result["overhead_target"]
+    print(
+        f"{len(result['cases'])} cases, {slower} with l2loss slower than plain; "
+        f"of the {target['cases']} where plain takes under {SMALL_US:g} us, "
+        f"{target['missed']} cost l2loss more than {OVERHEAD_US:g} us extra"
+    )
+
+
 # -- main ---------------------------------------------------------------------
 
 
@@ -476,6 +571,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="torch.set_num_threads (default: PyTorch's own, what a user gets)",
     )
     p.add_argument("--rounds", type=int, help=f"default {ROUNDS} (quick {QUICK_ROUNDS})")
+    p.add_argument(
+        "--runs",
+        type=int,
+        help=f"fresh processes the grid runs in, merged per case (default {RUNS}; "
+        "quick and smoke 1)",
+    )
     p.add_argument("--no-plot", action="store_true", help="write the JSON only")
     p.add_argument("--out", type=Path, default=_timing.ROOT / "docs" / "_static")
     p.add_argument("--name", default="parity-cpu", help="stem of the JSON and PNG files")
@@ -485,6 +586,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None, command: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
+    args.runs = args.runs or (1 if args.quick or args.smoke else RUNS)
+    if args.runs < 1:
+        raise SystemExit("--runs must be at least 1")
+    if args.runs > 1:
+        return run_several(args, command or _timing.command(argv))
     _timing.set_torch_threads(args.torch_threads)
     rounds = args.rounds or (SMOKE_ROUNDS if args.smoke else QUICK_ROUNDS if args.quick else ROUNDS)
     budget = SMOKE_BUDGET if args.smoke else BUDGET
@@ -507,6 +613,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
         "commit": _timing.commit(),
         "machine": _timing.machine(),
         "rounds": rounds,
+        "runs": 1,
         "conditions": {"start": _timing.conditions()},
         "notes": notes,
         "cases": [],
@@ -536,13 +643,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
     json_path = write(result, args.out, args.name)
     if not args.no_plot:
         plot(result, args.out / f"{args.name}.png")
-    slower = sum(r["ratio"] < 1.0 for r in result["cases"])
-    target = result["overhead_target"]
-    print(
-        f"{len(result['cases'])} cases, {slower} with l2loss slower than plain; "
-        f"of the {target['cases']} where plain takes under {SMALL_US:g} us, "
-        f"{target['missed']} cost l2loss more than {OVERHEAD_US:g} us extra"
-    )
+    summary(result)
     print(f"wrote {json_path} and {args.name}.png in {time.perf_counter() - t0:.0f} s")
     return 0
 

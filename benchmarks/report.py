@@ -119,7 +119,8 @@ def machine(data: dict[str, Any]) -> str:
     return (
         f"Measured on {data['date']} at commit `{data['commit']}` with `{data['command']}`: "
         f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, {versions}; "
-        f"medians of {data['rounds']} interleaved rounds."
+        f"medians of {data['rounds']} interleaved rounds"
+        + (f", and the median of {runs} processes." if (runs := data.get("runs", 1)) > 1 else ".")
     )
 
 

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,7 @@ PARITY_CASE = {
     "ratio_min": float,
     "ratio_max": float,
     "overhead_us": float,
+    "runs": list,
 }
 TRAINING_CASE = {
     "dtype": str,
@@ -97,7 +99,9 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench")
     # The training plot (a second matplotlib start-up) is left out to keep the
     # check short; the parity plot is drawn where matplotlib is installed.
-    scripts = {"parity": ["parity.py"] if HAS_MATPLOTLIB else ["parity.py", "--no-plot"]}
+    # Two runs of the grid, to check their merge.
+    parity = ["parity.py", "--runs", "2"]
+    scripts = {"parity": parity if HAS_MATPLOTLIB else [*parity, "--no-plot"]}
     if HAS_TORCH:
         scripts["training"] = ["training.py", "--no-plot"]
     procs = {kind: _start(out, *args) for kind, args in scripts.items()}
@@ -151,6 +155,9 @@ def test_parity_json(results: dict[str, Any]) -> None:
         for key in ("ratio", "ratio_min", "ratio_max", "plain_us", "l2loss_us"):
             assert _positive(row[key]), f"{key}={row[key]} in {row}"
         assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+        assert len(row["runs"]) == result["runs"] == 2
+        assert row["ratio"] == statistics.median(row["runs"])
+        assert all(row["ratio_min"] <= r <= row["ratio_max"] for r in row["runs"])
         assert math.isfinite(row["overhead_us"])
         assert row["items"] == math.prod(row["shape"])
         assert row["path"] in ("fast", "full")
