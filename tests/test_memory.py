@@ -95,6 +95,16 @@ def test_peak_extra_memory_at_1e7(
     assert peak <= LIMIT, f"peak extra memory {peak / 2**20:.1f} MiB > 8 MiB"
 
 
+def test_float32_blocks_hold_as_many_bytes(arrays: tuple[np.ndarray[Any, Any], ...]) -> None:
+    """float32 blocks hold twice as many items as float64 ones, so their
+    temporaries stay within the same bytes: a masked call with weights, the
+    most temporaries a block makes."""
+    y, y_ref, y_dot, weights = (a.astype(np.float32) for a in arrays[:4])
+    keep = arrays[4]
+    peak = _peak(lambda: l2loss.l2_loss_jvp(y, y_ref, y_dot, where=keep, weights=weights))
+    assert peak <= LIMIT, f"peak extra memory {peak / 2**20:.1f} MiB > 8 MiB"
+
+
 def test_batched_peak_extra_memory() -> None:
     """K = 8 directions at N = 2e6 (beyond cache): temporaries stay a few
     blocks, not N or K N."""

@@ -643,9 +643,11 @@ def _evaluation(
         return Pieces(
             xp, primal, vector_dot, vector, piece, batch, general, traits.subtract, blocking.reuse
         )
+    # A block holds as many bytes whatever the dtype, since its time is its traffic.
+    block = max(1, 8 * blocking.block // _itemsize(xp, primal))
     # Rows are cut at a block's length too, so that a block's products stay in cache.
-    q, tail = _pieces(r, min(blocking.piece, blocking.block))
-    per_block = max(1, blocking.block // ((r - tail) // q))
+    q, tail = _pieces(r, min(blocking.piece, block))
+    per_block = max(1, block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
     inner = _last_inner(traits, full, primal, False, batched, (r - tail) // q)
     return Blocks(

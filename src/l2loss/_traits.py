@@ -42,8 +42,9 @@ class Blocking:
         sit in cache, and the library's own kernels are as good as any); above
         it the inputs go in blocks. The cache holds twice as many float32 items.
     block
-        Items per block: each block's residual and products stay in cache,
-        and no temporary is larger than a block.
+        Items per block, counted as 8 bytes each (twice as many float32
+        items): each block's residual and products stay in cache, and no
+        temporary is larger than a block.
     piece
         Longest inner product taken in one call of the library's dot: longer
         ones are cut into pieces whose sums are added, which bounds the
