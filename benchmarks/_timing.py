@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime
 import gc
+import json
 import math
 import os
 import platform
@@ -29,6 +30,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -115,6 +117,52 @@ def ratios(num: list[float], den: list[float]) -> dict[str, float]:
 
 def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
+
+
+# Fresh processes a script's measurements run in: a process's memory
+# allocator moves a case by more than its rounds do.
+RUNS = 3
+
+
+def in_processes(script: str, argv: list[str], runs: int) -> list[dict[str, Any]]:
+    """The JSON of ``runs`` runs of ``script`` with ``argv``, each in a fresh
+    process, one after another."""
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(runs):
+            print(f"run {i + 1} of {runs}", flush=True)
+            name = f"run{i}"
+            extra = ["--runs", "1", "--out", tmp, "--name", name, "--no-plot"]
+            subprocess.run([sys.executable, script, *argv, *extra], check=True)
+            results.append(json.loads((Path(tmp) / f"{name}.json").read_text()))
+    return results
+
+
+def merged(results: list[dict[str, Any]], command: str) -> dict[str, Any]:
+    """The header of several runs' results as one: the first run's, with the
+    conditions at the start of the first and the end of the last."""
+    first = results[0]
+    out = {**first, "command": command, "runs": len(results)}
+    out["conditions"] = {
+        "start": first["conditions"]["start"],
+        "end": results[-1]["conditions"]["end"],
+    }
+    return out
+
+
+def median_rows(
+    runs: list[list[dict[str, Any]]], key: tuple[str, ...], medians: tuple[str, ...]
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each case of several runs (the rows of each, in the same order) as
+    ``(row, its rows in every run)``: the first run's row with the median over
+    runs of each field of ``medians``."""
+    out = []
+    for rows in zip(*runs, strict=True):
+        names = {tuple(str(row[k]) for k in key) for row in rows}
+        assert len(names) == 1, f"the runs measured different cases: {names}"
+        row = {**rows[0], **{f: statistics.median(r[f] for r in rows) for f in medians}}
+        out.append((row, list(rows)))
+    return out
 
 
 def command(argv: list[str]) -> str:

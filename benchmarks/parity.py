@@ -54,10 +54,7 @@ import functools
 import inspect
 import json
 import math
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -92,8 +89,7 @@ SMOKE_WHOLE, SMOKE_LEADING, SMOKE_GRAD = [(4, 8)], [(8, 4)], [100]
 
 BUDGET, SMOKE_BUDGET = 0.05, 0.001
 ROUNDS, QUICK_ROUNDS, SMOKE_ROUNDS = 11, 5, 2
-# Fresh processes the grid runs in (see the module's docstring).
-RUNS = 3
+RUNS = _timing.RUNS
 PAUSE = 0.05
 # Rounds spent choosing between two candidate plain expressions.
 CHOOSE_ROUNDS = 3
@@ -474,46 +470,26 @@ def write(result: dict[str, Any], out: Path, name: str) -> Path:
 def merge(results: list[dict[str, Any]], command: str) -> dict[str, Any]:
     """One result from the results of several runs of the same grid: per case,
     the median of the runs' ratios and times, and the range over all rounds."""
-    first = results[0]
-    merged = {**first, "command": command, "runs": len(results), "cases": []}
-    merged["conditions"] = {
-        "start": first["conditions"]["start"],
-        "end": results[-1]["conditions"]["end"],
-    }
-    merged["notes"] = sorted({n for r in results for n in r["notes"]})
-    for rows in zip(*(r["cases"] for r in results), strict=True):
-        keys = {tuple(str(row[k]) for k in KEY) for row in rows}
-        assert len(keys) == 1, f"the runs measured different cases: {keys}"
-        ratios = [row["ratio"] for row in rows]
-        texts = {row["plain"] for row in rows}
-        merged["cases"].append(
-            {
-                **rows[0],
-                # Where runs kept different plain expressions, the fastest of
-                # the run at the median ratio names it.
-                "plain": rows[ratios.index(statistics.median_low(ratios))]["plain"]
-                if len(texts) > 1
-                else rows[0]["plain"],
-                **{k: statistics.median(row[k] for row in rows) for k in MEDIANS},
-                "ratio": statistics.median(ratios),
-                "ratio_min": min(row["ratio_min"] for row in rows),
-                "ratio_max": max(row["ratio_max"] for row in rows),
-                "runs": ratios,
-            }
-        )
-    merged["overhead_target"] = overhead_target(merged["cases"])
-    return merged
+    out = _timing.merged(results, command)
+    out["notes"] = sorted({n for r in results for n in r["notes"]})
+    out["cases"] = []
+    fields = ("ratio", "plain_us", "l2loss_us", "overhead_us")
+    for row, rows in _timing.median_rows([r["cases"] for r in results], KEY, fields):
+        row["ratio_min"] = min(r["ratio_min"] for r in rows)
+        row["ratio_max"] = max(r["ratio_max"] for r in rows)
+        row["runs"] = [r["ratio"] for r in rows]
+        out["cases"].append(row)
+    out["overhead_target"] = overhead_target(out["cases"])
+    return out
 
 
-# The fields that name a case, and those whose median over runs is kept.
+# The fields that name a case.
 KEY = ("backend", "dtype", "group", "path", "shape", "k")
-MEDIANS = ("plain_us", "l2loss_us", "overhead_us")
 
 
-def child_argv(args: argparse.Namespace, out: Path, name: str) -> list[str]:
+def child_argv(args: argparse.Namespace) -> list[str]:
     """The arguments of one run of the grid that ``args`` asks for."""
-    argv = ["--runs", "1", "--out", str(out), "--name", name, "--no-plot"]
-    argv += ["--quick"] if args.quick else ["--smoke"] if args.smoke else []
+    argv = ["--quick"] if args.quick else ["--smoke"] if args.smoke else []
     for flag in ("backend", "dtype", "group"):
         for value in getattr(args, flag) or []:
             argv += [f"--{flag}", value]
@@ -526,20 +502,11 @@ def child_argv(args: argparse.Namespace, out: Path, name: str) -> list[str]:
 def run_several(args: argparse.Namespace, command: str) -> int:
     """``--runs N`` with N > 1: the grid in N fresh processes, then merged."""
     t0 = time.perf_counter()
-    results = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.runs):
-            print(f"run {i + 1} of {args.runs}", flush=True)
-            name = f"run{i}"
-            subprocess.run(
-                [sys.executable, __file__, *child_argv(args, Path(tmp), name)], check=True
-            )
-            results.append(json.loads((Path(tmp) / f"{name}.json").read_text()))
-    merged = merge(results, command)
-    json_path = write(merged, args.out, args.name)
+    result = merge(_timing.in_processes(__file__, child_argv(args), args.runs), command)
+    json_path = write(result, args.out, args.name)
     if not args.no_plot:
-        plot(merged, args.out / f"{args.name}.png")
-    summary(merged)
+        plot(result, args.out / f"{args.name}.png")
+    summary(result)
     print(f"wrote {json_path} and {args.name}.png in {time.perf_counter() - t0:.0f} s")
     return 0
 

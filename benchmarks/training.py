@@ -26,6 +26,10 @@ time / l2loss time`` and ``ratio_plain`` that of ``plain time / l2loss time``
 N = 3e7 over its time at N = 1e7 (3.0 for a cost proportional to N), for the
 runs that measure both.
 
+As ``parity.py``, it runs in three fresh processes by default (``--runs``)
+and keeps per case the median of their ratios and times (``runs_mse`` and
+``runs_plain`` list each process's ratios).
+
 Writes ``<out>/<name>.json`` and ``<out>/<name>.png`` (default
 ``docs/_static/training-cpu``).
 """
@@ -147,6 +151,39 @@ def measure(
     }
 
 
+# The fields that name a case, and those whose median over runs is kept.
+KEY = ("dtype", "n")
+MEDIANS = ("mse_loss_us", "plain_us", "l2loss_us", "ratio_mse", "ratio_plain")
+
+
+def merge(results: list[dict[str, Any]], command: str) -> dict[str, Any]:
+    """One result from several runs: per case the median over runs of its
+    times and ratios, with each run's ratios."""
+    out = _timing.merged(results, command)
+    for key in ("cases", "func_grad"):
+        if key not in out:
+            continue
+        out[key] = []
+        for row, rows in _timing.median_rows([r[key] for r in results], KEY, MEDIANS):
+            row["runs_mse"] = [r["ratio_mse"] for r in rows]
+            row["runs_plain"] = [r["ratio_plain"] for r in rows]
+            out[key].append(row)
+    out["linearity"] = linearity(out["cases"])
+    return out
+
+
+def child_argv(args: argparse.Namespace) -> list[str]:
+    """The arguments of one run that ``args`` asks for."""
+    argv = ["--quick"] if args.quick else ["--smoke"] if args.smoke else []
+    for value in args.dtype or []:
+        argv += ["--dtype", value]
+    argv += ["--no-func-grad"] if args.no_func_grad else []
+    for flag in ("torch_threads", "rounds"):
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return argv
+
+
 def linearity(cases: list[dict[str, Any]]) -> dict[str, float]:
     """l2loss's time at 3e7 over that at 1e7, per dtype measured at both."""
     us = {(c["dtype"], c["n"]): c["l2loss_us"] for c in cases}
@@ -208,6 +245,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def summary(result: dict[str, Any]) -> None:
+    for dt, r in result["linearity"].items():
+        print(f"linearity {dt}: l2loss time at 3e7 / at 1e7 = {r:.2f} (3.00: linear)")
+
+
 def write(result: dict[str, Any], out: Path, name: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
@@ -229,6 +271,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="torch.set_num_threads (default: PyTorch's own, what a user gets)",
     )
     p.add_argument("--rounds", type=int, help=f"default {ROUNDS} (quick {QUICK_ROUNDS})")
+    p.add_argument(
+        "--runs",
+        type=int,
+        help=f"fresh processes it runs in, merged per case (default {_timing.RUNS}; "
+        "quick and smoke 1)",
+    )
     p.add_argument("--out", type=Path, default=_timing.ROOT / "docs" / "_static")
     p.add_argument("--name", default="training-cpu", help="stem of the JSON and PNG files")
     return p.parse_args(argv)
@@ -237,10 +285,23 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None, command: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    _timing.set_torch_threads(args.torch_threads)
     torch = _timing.optional_torch()
     if torch is None:
         raise SystemExit("the training benchmark needs PyTorch, which is not installed")
+    args.runs = args.runs or (1 if args.quick or args.smoke else _timing.RUNS)
+    if args.runs < 1:
+        raise SystemExit("--runs must be at least 1")
+    if args.runs > 1:
+        t0 = time.perf_counter()
+        runs = _timing.in_processes(__file__, child_argv(args), args.runs)
+        result = merge(runs, command or _timing.command(argv))
+        json_path = write(result, args.out, args.name)
+        if not args.no_plot:
+            plot(result, args.out / f"{args.name}.png")
+        summary(result)
+        print(f"wrote {json_path} (and the plot) in {time.perf_counter() - t0:.0f} s")
+        return 0
+    _timing.set_torch_threads(args.torch_threads)
 
     rounds = args.rounds or (SMOKE_ROUNDS if args.smoke else QUICK_ROUNDS if args.quick else ROUNDS)
     budget = SMOKE_BUDGET if args.smoke else BUDGET
@@ -253,6 +314,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
         "commit": _timing.commit(),
         "machine": _timing.machine(),
         "rounds": rounds,
+        "runs": 1,
         "conditions": {"start": _timing.conditions()},
         "cases": [],
         "linearity": {},
@@ -270,12 +332,12 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
                 if key not in result:
                     continue
                 row = measure(torch, n, dtype, key == "func_grad", rounds, budget, pause)
+                row["runs_mse"], row["runs_plain"] = [row["ratio_mse"]], [row["ratio_plain"]]
                 result[key].append(row)
                 print(line("backward" if key == "cases" else "func.grad", row), flush=True)
                 result["linearity"] = linearity(result["cases"])
                 write(result, args.out, args.name)  # a crash keeps what was measured
-    for dt, r in result["linearity"].items():
-        print(f"linearity {dt}: l2loss time at 3e7 / at 1e7 = {r:.2f} (3.00: linear)")
+    summary(result)
     result["conditions"]["end"] = _timing.conditions()
     json_path = write(result, args.out, args.name)
     if not args.no_plot:

@@ -67,6 +67,8 @@ TRAINING_CASE = {
     "l2loss_us": float,
     "ratio_mse": float,
     "ratio_plain": float,
+    "runs_mse": list,
+    "runs_plain": list,
 }
 
 
@@ -103,7 +105,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     parity = ["parity.py", "--runs", "2"]
     scripts = {"parity": parity if HAS_MATPLOTLIB else [*parity, "--no-plot"]}
     if HAS_TORCH:
-        scripts["training"] = ["training.py", "--no-plot"]
+        scripts["training"] = ["training.py", "--no-plot", "--runs", "2"]
     procs = {kind: _start(out, *args) for kind, args in scripts.items()}
     found: dict[str, Any] = {"out": out}
     for kind, proc in procs.items():
@@ -184,6 +186,9 @@ def test_training_json(results: dict[str, Any]) -> None:
             _check_fields(row, TRAINING_CASE)
             for name in ("ratio_mse", "ratio_plain", "mse_loss_us", "plain_us", "l2loss_us"):
                 assert _positive(row[name]), f"{name}={row[name]} in {row}"
+            for name in ("mse", "plain"):
+                assert len(row[f"runs_{name}"]) == result["runs"] == 2
+                assert row[f"ratio_{name}"] == statistics.median(row[f"runs_{name}"])
     assert {r["dtype"] for r in result["cases"]} == {"float32", "float64"}
     # Only a run that reaches N = 3e7 measures linearity.
     assert result["linearity"] == {}
