@@ -124,6 +124,32 @@ def median(xs: list[float]) -> float:
 RUNS = 3
 
 
+def add_runs(parser: Any) -> None:
+    """The ``--runs`` option of a script that :func:`in_processes` runs."""
+    parser.add_argument(
+        "--runs",
+        type=int,
+        help=f"fresh processes it runs in, merged per case (default {RUNS}; quick and smoke 1)",
+    )
+
+
+def runs_of(args: Any) -> int:
+    """``--runs``, or its default: one process for ``--quick`` and ``--smoke``."""
+    runs: int = args.runs or (1 if args.quick or args.smoke else RUNS)
+    if runs < 1:
+        raise SystemExit("--runs must be at least 1")
+    return runs
+
+
+def shared_argv(args: Any) -> list[str]:
+    """The options every script's runs share: mode, threads and rounds."""
+    argv = ["--quick"] if args.quick else ["--smoke"] if args.smoke else []
+    for flag in ("torch_threads", "rounds"):
+        if getattr(args, flag) is not None:
+            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    return argv
+
+
 def in_processes(script: str, argv: list[str], runs: int) -> list[dict[str, Any]]:
     """The JSON of ``runs`` runs of ``script`` with ``argv``, each in a fresh
     process, one after another."""

@@ -89,7 +89,6 @@ SMOKE_WHOLE, SMOKE_LEADING, SMOKE_GRAD = [(4, 8)], [(8, 4)], [100]
 
 BUDGET, SMOKE_BUDGET = 0.05, 0.001
 ROUNDS, QUICK_ROUNDS, SMOKE_ROUNDS = 11, 5, 2
-RUNS = _timing.RUNS
 PAUSE = 0.05
 # Rounds spent choosing between two candidate plain expressions.
 CHOOSE_ROUNDS = 3
@@ -489,13 +488,10 @@ KEY = ("backend", "dtype", "group", "path", "shape", "k")
 
 def child_argv(args: argparse.Namespace) -> list[str]:
     """The arguments of one run of the grid that ``args`` asks for."""
-    argv = ["--quick"] if args.quick else ["--smoke"] if args.smoke else []
+    argv = _timing.shared_argv(args)
     for flag in ("backend", "dtype", "group"):
         for value in getattr(args, flag) or []:
             argv += [f"--{flag}", value]
-    for flag in ("torch_threads", "rounds"):
-        if getattr(args, flag) is not None:
-            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     return argv
 
 
@@ -538,12 +534,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="torch.set_num_threads (default: PyTorch's own, what a user gets)",
     )
     p.add_argument("--rounds", type=int, help=f"default {ROUNDS} (quick {QUICK_ROUNDS})")
-    p.add_argument(
-        "--runs",
-        type=int,
-        help=f"fresh processes the grid runs in, merged per case (default {RUNS}; "
-        "quick and smoke 1)",
-    )
+    _timing.add_runs(p)
     p.add_argument("--no-plot", action="store_true", help="write the JSON only")
     p.add_argument("--out", type=Path, default=_timing.ROOT / "docs" / "_static")
     p.add_argument("--name", default="parity-cpu", help="stem of the JSON and PNG files")
@@ -553,9 +544,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None, command: str | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
-    args.runs = args.runs or (1 if args.quick or args.smoke else RUNS)
-    if args.runs < 1:
-        raise SystemExit("--runs must be at least 1")
+    args.runs = _timing.runs_of(args)
     if args.runs > 1:
         return run_several(args, command or _timing.command(argv))
     _timing.set_torch_threads(args.torch_threads)

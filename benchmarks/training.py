@@ -174,14 +174,10 @@ def merge(results: list[dict[str, Any]], command: str) -> dict[str, Any]:
 
 def child_argv(args: argparse.Namespace) -> list[str]:
     """The arguments of one run that ``args`` asks for."""
-    argv = ["--quick"] if args.quick else ["--smoke"] if args.smoke else []
+    argv = _timing.shared_argv(args)
     for value in args.dtype or []:
         argv += ["--dtype", value]
-    argv += ["--no-func-grad"] if args.no_func_grad else []
-    for flag in ("torch_threads", "rounds"):
-        if getattr(args, flag) is not None:
-            argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    return argv
+    return argv + (["--no-func-grad"] if args.no_func_grad else [])
 
 
 def linearity(cases: list[dict[str, Any]]) -> dict[str, float]:
@@ -271,12 +267,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="torch.set_num_threads (default: PyTorch's own, what a user gets)",
     )
     p.add_argument("--rounds", type=int, help=f"default {ROUNDS} (quick {QUICK_ROUNDS})")
-    p.add_argument(
-        "--runs",
-        type=int,
-        help=f"fresh processes it runs in, merged per case (default {_timing.RUNS}; "
-        "quick and smoke 1)",
-    )
+    _timing.add_runs(p)
     p.add_argument("--out", type=Path, default=_timing.ROOT / "docs" / "_static")
     p.add_argument("--name", default="training-cpu", help="stem of the JSON and PNG files")
     return p.parse_args(argv)
@@ -288,9 +279,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
     torch = _timing.optional_torch()
     if torch is None:
         raise SystemExit("the training benchmark needs PyTorch, which is not installed")
-    args.runs = args.runs or (1 if args.quick or args.smoke else _timing.RUNS)
-    if args.runs < 1:
-        raise SystemExit("--runs must be at least 1")
+    args.runs = _timing.runs_of(args)
     if args.runs > 1:
         t0 = time.perf_counter()
         runs = _timing.in_processes(__file__, child_argv(args), args.runs)
