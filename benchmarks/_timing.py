@@ -145,7 +145,7 @@ def shared_argv(args: Any) -> list[str]:
     """The options every script's runs share: mode, threads and rounds."""
     argv = ["--quick"] if args.quick else ["--smoke"] if args.smoke else []
     for flag in ("torch_threads", "rounds"):
-        if getattr(args, flag) is not None:
+        if getattr(args, flag, None) is not None:
             argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     return argv
 
@@ -189,6 +189,14 @@ def median_rows(
         row = {**rows[0], **{f: statistics.median(r[f] for r in rows) for f in medians}}
         out.append((row, list(rows)))
     return out
+
+
+def write(result: dict[str, Any], out: Path, name: str) -> Path:
+    """``result`` as ``<out>/<name>.json``; its path."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(result, indent=1) + "\n")
+    return path
 
 
 def command(argv: list[str]) -> str:

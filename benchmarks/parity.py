@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import functools
 import inspect
-import json
 import math
 import sys
 import time
@@ -459,13 +458,6 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def write(result: dict[str, Any], out: Path, name: str) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return path
-
-
 def merge(results: list[dict[str, Any]], command: str) -> dict[str, Any]:
     """One result from the results of several runs of the same grid: per case,
     the median of the runs' ratios and times, and the range over all rounds."""
@@ -499,7 +491,7 @@ def run_several(args: argparse.Namespace, command: str) -> int:
     """``--runs N`` with N > 1: the grid in N fresh processes, then merged."""
     t0 = time.perf_counter()
     result = merge(_timing.in_processes(__file__, child_argv(args), args.runs), command)
-    json_path = write(result, args.out, args.name)
+    json_path = _timing.write(result, args.out, args.name)
     if not args.no_plot:
         plot(result, args.out / f"{args.name}.png")
     summary(result)
@@ -592,11 +584,11 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
                 row = measure(case, backend, dtype, rounds, budget, pause)
                 result["cases"].append(row)
                 print(line(case, row), flush=True)
-                write(result, args.out, args.name)  # a crash keeps what was measured
+                _timing.write(result, args.out, args.name)  # a crash keeps what was measured
     _data.cache_clear()
     result["conditions"]["end"] = _timing.conditions()
     result["overhead_target"] = overhead_target(result["cases"])
-    json_path = write(result, args.out, args.name)
+    json_path = _timing.write(result, args.out, args.name)
     if not args.no_plot:
         plot(result, args.out / f"{args.name}.png")
     summary(result)

@@ -264,6 +264,34 @@ def training_machine(data: dict[str, Any]) -> str:
     return machine(data)
 
 
+# -- threads: NumPy's blocks on a pool against one thread (benchmarks/threads.py) -----
+
+
+@renderer("threads", "threads-cpu.json")
+def threads(data: dict[str, Any]) -> str:
+    """NumPy's blocks on one thread per core and on one thread: times and the ratio
+    one thread / pool (> 1: the threads pay)."""
+    header = ["dtype", "call", "shape", "pool ms", "one thread ms", "one / pool"]
+    rows = [
+        [
+            c["dtype"],
+            c["case"],
+            shape(c["shape"]),
+            num(c["pool_ms"]),
+            num(c["one_ms"]),
+            ratio(c["ratio"]),
+        ]
+        for c in data["cases"]
+    ]
+    return table(header, rows)
+
+
+@renderer("threads-machine", "threads-cpu.json")
+def threads_machine(data: dict[str, Any]) -> str:
+    """Where, when and how the threads ran."""
+    return machine(data)
+
+
 # -- the GPU benchmark (benchmarks/gpu.py) ------------------------------------------
 
 GPU_LABELS = {

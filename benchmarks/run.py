@@ -24,9 +24,11 @@ Writes ``docs/_static/bench-cpu.json`` and ``docs/_static/bench-cpu.png``
 unless told otherwise (``--out``).
 
 ``--parity`` runs ``benchmarks/parity.py`` instead (l2loss against the plain
-expression over a grid of shapes, backends and dtypes) and ``--training``
-runs ``benchmarks/training.py`` (a PyTorch forward + backward step); the
-other options are then theirs: ``nox -s bench -- --parity --quick``.
+expression over a grid of shapes, backends and dtypes), ``--training``
+runs ``benchmarks/training.py`` (a PyTorch forward + backward step) and
+``--threads`` runs ``benchmarks/threads.py`` (NumPy's blocks on a pool
+against one thread); the other options are then theirs:
+``nox -s bench -- --parity --quick``.
 """
 
 from __future__ import annotations
@@ -335,12 +337,13 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-MODES = {"--parity": "parity", "--training": "training"}
+MODES = {"--parity": "parity", "--training": "training", "--threads": "threads"}
 
 
 def dispatch(argv: list[str]) -> int | None:
-    """Run ``parity.py`` or ``training.py`` when ``argv`` names one
-    (``--parity`` / ``--training``, with that script's own options)."""
+    """Run ``parity.py``, ``training.py`` or ``threads.py`` when ``argv`` names
+    one (``--parity`` / ``--training`` / ``--threads``, with that script's own
+    options)."""
     chosen = [flag for flag in MODES if flag in argv]
     if not chosen:
         return None
@@ -360,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.splitlines()[0],
         epilog="--parity [options]: the parity grid (benchmarks/parity.py --help); "
-        "--training [options]: the training step (benchmarks/training.py --help).",
+        "--training [options]: the training step (benchmarks/training.py --help); "
+        "--threads [options]: NumPy's threads (benchmarks/threads.py --help).",
     )
     p.add_argument("--quick", action="store_true", help="fewer sizes and rounds (< 1 minute)")
     p.add_argument("--rounds", type=int, help="rounds per size (default 15, quick 5)")

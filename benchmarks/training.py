@@ -37,7 +37,6 @@ Writes ``<out>/<name>.json`` and ``<out>/<name>.png`` (default
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -246,13 +245,6 @@ def summary(result: dict[str, Any]) -> None:
         print(f"linearity {dt}: l2loss time at 3e7 / at 1e7 = {r:.2f} (3.00: linear)")
 
 
-def write(result: dict[str, Any], out: Path, name: str) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
-    return path
-
-
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     mode = p.add_mutually_exclusive_group()
@@ -284,7 +276,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
         t0 = time.perf_counter()
         runs = _timing.in_processes(__file__, child_argv(args), args.runs)
         result = merge(runs, command or _timing.command(argv))
-        json_path = write(result, args.out, args.name)
+        json_path = _timing.write(result, args.out, args.name)
         if not args.no_plot:
             plot(result, args.out / f"{args.name}.png")
         summary(result)
@@ -325,10 +317,10 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
                 result[key].append(row)
                 print(line("backward" if key == "cases" else "func.grad", row), flush=True)
                 result["linearity"] = linearity(result["cases"])
-                write(result, args.out, args.name)  # a crash keeps what was measured
+                _timing.write(result, args.out, args.name)  # a crash keeps what was measured
     summary(result)
     result["conditions"]["end"] = _timing.conditions()
-    json_path = write(result, args.out, args.name)
+    json_path = _timing.write(result, args.out, args.name)
     if not args.no_plot:
         plot(result, args.out / f"{args.name}.png")
     print(f"wrote {json_path} (and the plot) in {time.perf_counter() - t0:.0f} s")

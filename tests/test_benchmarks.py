@@ -1,8 +1,9 @@
 """The benchmark scripts run, and write JSON of the schema the docs render.
 
-``benchmarks/parity.py --smoke`` and ``benchmarks/training.py --smoke`` run
-in subprocesses on tiny sizes (the figures mean nothing; the check is that
-every case runs, agrees with its baseline, and is recorded in full).
+``benchmarks/parity.py --smoke``, ``benchmarks/training.py --smoke`` and
+``benchmarks/threads.py --smoke`` run in subprocesses on tiny sizes (the
+figures mean nothing; the check is that every case runs, agrees with its
+baseline, and is recorded in full).
 """
 
 from __future__ import annotations
@@ -70,6 +71,18 @@ TRAINING_CASE = {
     "runs_mse": list,
     "runs_plain": list,
 }
+THREADS_CASE = {
+    "dtype": str,
+    "case": str,
+    "shape": list,
+    "items": int,
+    "pool_ms": float,
+    "one_ms": float,
+    "ratio": float,
+    "ratio_min": float,
+    "ratio_max": float,
+    "runs": list,
+}
 
 
 def _env() -> dict[str, str]:
@@ -97,13 +110,16 @@ def _start(out: Path, script: str, *extra: str) -> subprocess.Popen[str]:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Both smoke runs, side by side (the machine has two cores), and their JSON."""
+    """The smoke runs, side by side (the machine has two cores), and their JSON."""
     out = tmp_path_factory.mktemp("bench")
     # The training plot (a second matplotlib start-up) is left out to keep the
     # check short; the parity plot is drawn where matplotlib is installed.
     # Two runs of the grid, to check their merge.
     parity = ["parity.py", "--runs", "2"]
-    scripts = {"parity": parity if HAS_MATPLOTLIB else [*parity, "--no-plot"]}
+    scripts = {
+        "parity": parity if HAS_MATPLOTLIB else [*parity, "--no-plot"],
+        "threads": ["threads.py", "--runs", "2"],
+    }
     if HAS_TORCH:
         scripts["training"] = ["training.py", "--no-plot", "--runs", "2"]
     procs = {kind: _start(out, *args) for kind, args in scripts.items()}
@@ -194,8 +210,26 @@ def test_training_json(results: dict[str, Any]) -> None:
     assert result["linearity"] == {}
 
 
+def test_threads_json(results: dict[str, Any]) -> None:
+    result = results["threads"]
+    _check_header(result, "threads")
+    assert isinstance(result["workers"], int)
+    assert result["workers"] >= 1
+    for row in result["cases"]:
+        _check_fields(row, THREADS_CASE)
+        for key in ("ratio", "ratio_min", "ratio_max", "pool_ms", "one_ms"):
+            assert _positive(row[key]), f"{key}={row[key]} in {row}"
+        assert len(row["runs"]) == result["runs"] == 2
+        assert row["ratio"] == statistics.median(row["runs"])
+        assert row["items"] == math.prod(row["shape"])
+    got = {(r["dtype"], r["case"]) for r in result["cases"]}
+    calls = {"1-D fast", "1-D full", "axis", "where", "grad"}
+    assert got == {(d, c) for d in ("float64", "float32") for c in calls}
+
+
 def test_run_dispatch_takes_one_mode() -> None:
-    """``run.py`` hands ``--parity`` / ``--training`` to their scripts, one at a time."""
+    """``run.py`` hands ``--parity`` / ``--training`` / ``--threads`` to their
+    scripts, one at a time."""
     proc = subprocess.run(
         [sys.executable, str(BENCH / "run.py"), "--parity", "--training"],
         cwd=ROOT,
@@ -205,4 +239,4 @@ def test_run_dispatch_takes_one_mode() -> None:
         timeout=TIMEOUT,
     )
     assert proc.returncode != 0
-    assert "choose one of --parity, --training" in proc.stderr
+    assert "choose one of --parity, --training, --threads" in proc.stderr

@@ -101,6 +101,32 @@ TRAINING: dict[str, Any] = {
 }
 
 
+THREADS: dict[str, Any] = {
+    "kind": "threads",
+    "command": "python benchmarks/threads.py",
+    "date": "2026-12-01",
+    "commit": "abc1234",
+    "machine": MACHINE,
+    "workers": 2,
+    "rounds": 9,
+    "runs": 3,
+    "cases": [
+        {
+            "dtype": "float64",
+            "case": "axis",
+            "shape": [16, 1_000_000],
+            "items": 16_000_000,
+            "pool_ms": 30.25,
+            "one_ms": 56.0,
+            "ratio": 1.8512,
+            "ratio_min": 1.7,
+            "ratio_max": 1.9,
+            "runs": [1.8, 1.85, 1.9],
+        }
+    ],
+}
+
+
 def _gpu_entry(n: int, dtype: str) -> dict[str, Any]:
     return {
         "n": n,
@@ -225,6 +251,14 @@ def test_training() -> None:
         render("training", TRAINING, cases="func_grad")
 
 
+def test_threads() -> None:
+    assert _rows(render("threads", THREADS)) == [
+        ["dtype", "call", "shape", "pool ms", "one thread ms", "one / pool"],
+        ["float64", "axis", "16\u00d71e6", "30.2", "56", "1.85"],
+    ]
+    assert render("threads-machine", THREADS).endswith("and the median of 3 processes.")
+
+
 def test_gpu_tables_hold_what_the_json_holds() -> None:
     rows = _rows(render("gpu", GPU))
     assert rows[0] == ["", "1e3", "1e8"]
@@ -252,7 +286,12 @@ def test_gpu_tables_hold_what_the_json_holds() -> None:
 def test_tables_stay_narrow() -> None:
     """A table of at most 8 columns fits the page (wider ones scroll)."""
     real_gpu = json.loads((ROOT / "docs" / "_static" / "bench-gpu.json").read_text())
-    sources = {"parity-cpu.json": PARITY, "training-cpu.json": TRAINING, "bench-gpu.json": GPU}
+    sources = {
+        "parity-cpu.json": PARITY,
+        "training-cpu.json": TRAINING,
+        "threads-cpu.json": THREADS,
+        "bench-gpu.json": GPU,
+    }
     for name, r in report.RENDERERS.items():
         for data in (sources[r.source], *([real_gpu] if r.source == "bench-gpu.json" else [])):
             text = r.render(data)
