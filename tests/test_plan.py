@@ -475,6 +475,34 @@ def test_torch_rows_summed_in_one_call_skip_blocks() -> None:
         assert np.all(np.abs(Ld.numpy() - np.sum(d * tt, axis=-1)) <= tol * scale + 1e-300)
 
 
+def test_torch_float64_rows_by_items_per_call() -> None:
+    """PyTorch's short float64 rows in cache are a sum of products while a call
+    holds few items (a batched matrix product costs more there) and a matrix
+    product per row beyond; each has the bits of that expression, and both
+    functions take the same one."""
+    torch = pytest.importorskip("torch")
+    from l2loss._traits import _MATMUL_ITEMS
+
+    rng = np.random.default_rng(8)
+    cols = 10
+    for rows, matmul in (
+        (32, False),
+        (_MATMUL_ITEMS // cols, False),
+        (3 * _MATMUL_ITEMS // cols, True),
+    ):
+        Y, R, T = (torch.from_numpy(rng.standard_normal((rows, cols)) * 1e3) for _ in range(3))
+        d = Y - R
+        products = torch.sum(d * d, -1), torch.sum(d * T, -1)
+        per_row = (d[:, None, :] @ d[:, :, None])[:, 0, 0], (d[:, None, :] @ T[:, :, None])[:, 0, 0]
+        if rows > 32:  # the two expressions differ somewhere, so the check can tell them apart
+            assert not torch.equal(products[0], per_row[0])
+        sq, ip = per_row if matmul else products
+        L, Ld = l2_loss_jvp(Y, R, T, axis=-1)
+        assert torch.equal(L, 0.5 * sq), rows
+        assert torch.equal(Ld, ip), rows
+        assert torch.equal(l2_loss(Y, R, axis=-1), L)
+
+
 def test_torch_long_rows_are_cut_at_the_block_length() -> None:
     """PyTorch's rows longer than a block (``Blocking.block``, no longer than
     its 1-D pieces) are cut into pieces of at most a block, each summed by a sum

@@ -101,12 +101,19 @@ def _vector_dot(traits: Traits, full: Dtypes, batched: bool) -> Inner | None:
 
 
 def _last_inner(
-    traits: Traits, full: Dtypes, primal: Dtypes, vector: bool, batched: bool, length: int
+    traits: Traits,
+    full: Dtypes,
+    primal: Dtypes,
+    vector: bool,
+    batched: bool,
+    length: int,
+    items: int,
 ) -> Inner:
     """``Re sum conj(a) b`` over the last axis, by the library's fastest call:
     its ``dot`` for a real vector ``a`` where it has one, its own for real
-    rows of ``length`` items where it has one (``Traits.rows``, chosen by the
-    residual's dtypes, so that L does not depend on the tangents), else a
+    rows of ``length`` items, ``items`` of ``y`` per call, where it has one
+    (``Traits.rows``, chosen by the residual's dtypes, so that L does not
+    depend on the tangents), else a
     matrix-vector product per row for K directions, ``vecdot`` or a sum of
     products (see :class:`~l2loss._traits.Traits`), in calls over at most
     ``Blocking.piece`` items of that axis."""
@@ -117,7 +124,9 @@ def _last_inner(
     assert traits.blocking is not None
     piece = traits.blocking.piece
     rows = (
-        None if traits.rows is None or primal.complex else traits.rows(primal, min(length, piece))
+        None
+        if traits.rows is None or primal.complex
+        else traits.rows(primal, min(length, piece), items)
     )
     if rows is not None:
         inner = rows
@@ -140,6 +149,8 @@ def _last_inner(
 
     else:
         inner = xp.vecdot
+    if length <= piece:  # every call of this evaluation holds rows of at most length items
+        return inner
 
     def pieces(a: Array, b: Array) -> Array:
         n = a.shape[-1]
@@ -618,19 +629,19 @@ def _evaluation(
     # Rows the library sums in one call without temporaries need no blocks on one thread.
     rows_in_one = traits.rows_in_one
     in_one = not (one or masked or primal.complex) and workers == 1
-    in_one = in_one and rows_in_one is not None and rows_in_one(primal, r)
+    in_one = in_one and rows_in_one is not None and rows_in_one(primal, r, size)
     vector_dot = _vector_dot(traits, full, batched)
     # A full reduction without mask or weights is nothing but dots.
     if in_one or _in_cache(traits, primal, size, one and not masked and lead == -1):
         if one:
-            inner = _last_inner(traits, full, primal, True, batched, r)
+            inner = _last_inner(traits, full, primal, True, batched, r, size)
             if ndim == 1:  # a vector, summed as it is
                 return functools.partial(sums, xp, primal, inner)
             return Whole(xp, primal, inner, _Layout((r,), (r,), kept, False), batch, general)
         if not kept and vector_dot is not None:
             # Per-sample weights of a full reduction: one dot over every item.
             return Whole(xp, primal, _items(vector_dot), rows._replace(fold=False), batch, general)
-        inner = _last_inner(traits, full, primal, False, batched, r)
+        inner = _last_inner(traits, full, primal, False, batched, r, size)
         if ndim == 2 and axes == (-1,):  # rows already: summed as they are
             return functools.partial(sums, xp, primal, inner)
         return Whole(xp, primal, inner, rows, batch, general)
@@ -649,7 +660,7 @@ def _evaluation(
     q, tail = _pieces(r, min(blocking.piece, block))
     per_block = max(1, block // ((r - tail) // q))
     at = (max(1, per_block // q), q) if q <= per_block else (1, per_block)
-    inner = _last_inner(traits, full, primal, False, batched, (r - tail) // q)
+    inner = _last_inner(traits, full, primal, False, batched, (r - tail) // q, block)
     return Blocks(
         xp,
         primal,

@@ -138,21 +138,22 @@ class Traits:
         vector, so beyond cache its float32 pieces are shorter. In cache the
         dot sums the whole vector, as the plain expression does.
     rows
-        ``rows(dtypes, length)``: an inner product over the last axis
+        ``rows(dtypes, length, items)``: an inner product over the last axis
         (``Re sum a b`` for a real ``a``, ``b`` of any dtype, with a leading
         axis of directions or not) that beats the others on real rows of
-        ``dtypes`` and ``length`` items, or None; the default is None.
+        ``dtypes`` and ``length`` items, ``items`` in all per call, or None;
+        the default is None.
     leading
         ``leading(count, ndim)``: ``sum a b`` over the first ``count`` of
         ``ndim`` axes of real arrays (``b`` with a leading axis of directions
         or not) in one call, without a temporary of the products, in the
         order of the sum of products where it gives its bits; or None.
     rows_in_one
-        ``rows_in_one(dtypes, length)``: whether ``rows`` sums real rows of
-        ``dtypes`` and ``length`` items in one call of the library, with no
-        temporary of their size (PyTorch's matrix product per float64 row),
-        so that beyond cache blocks on one thread would only add calls; None:
-        never.
+        ``rows_in_one(dtypes, length, items)``: whether ``rows`` sums real
+        rows of ``dtypes`` and ``length`` items, ``items`` in all, in one call
+        of the library, with no temporary of their size (PyTorch's matrix
+        product per float64 row), so that beyond cache blocks on one thread
+        would only add calls; None: never.
     sum_products
         Whether inner products over an axis are sums of products rather than
         ``vecdot``: PyTorch's ``torch.sum`` is exact to a few ulps where its
@@ -226,9 +227,9 @@ class Traits:
     dot_batches: bool = False
     vdot: Callable[[Array, Array], Array] | None = None
     dot_float32: int | None = None
-    rows: Callable[[Dtypes, int], Callable[[Array, Array], Array] | None] | None = None
+    rows: Callable[[Dtypes, int, int], Callable[[Array, Array], Array] | None] | None = None
     leading: Callable[[int, int], Callable[[Array, Array], Array]] | None = None
-    rows_in_one: Callable[[Dtypes, int], bool] | None = None
+    rows_in_one: Callable[[Dtypes, int, int], bool] | None = None
     sum_products: bool = False
     compile: bool = False
     check_devices: bool = False
@@ -320,7 +321,7 @@ def _einsum_rows(a: Array, b: Array) -> Array:
     return r.real if r.dtype.kind == "c" else r
 
 
-def _numpy_rows(dt: Dtypes, length: int) -> Callable[[Array, Array], Array] | None:
+def _numpy_rows(dt: Dtypes, length: int, items: int) -> Callable[[Array, Array], Array] | None:
     return _einsum_rows if length <= _EINSUM_ROWS else None
 
 
@@ -343,12 +344,16 @@ def _numpy_leading(count: int, ndim: int) -> Callable[[Array, Array], Array]:
 # PyTorch's matrix product per row sums each row in order: longer rows keep
 # the sum of products, summed pairwise, within the accuracy tests hold it to.
 _MATMUL_ROWS = 128
+# Below this many items per call a batched matrix product's fixed cost
+# exceeds the temporary of products it saves.
+_MATMUL_ITEMS = 1 << 17
 
 
-def _torch_rows(torch: Any) -> Callable[[Dtypes, int], Callable[[Array, Array], Array] | None]:
-    """PyTorch's short float64 rows as a matrix product per row, which its
-    BLAS sums faster than a sum of products (float64 is never autocast);
-    other real rows as ``torch.sum`` of products, called directly."""
+def _torch_rows(torch: Any) -> Callable[[Dtypes, int, int], Callable[[Array, Array], Array] | None]:
+    """PyTorch's short float64 rows, many at a time, as a matrix product per
+    row, which its BLAS sums faster than a sum of products (float64 is never
+    autocast); other real rows as ``torch.sum`` of products, called
+    directly."""
 
     def matmul(a: Array, b: Array) -> Array:
         if b.dtype != a.dtype:
@@ -358,14 +363,14 @@ def _torch_rows(torch: Any) -> Callable[[Dtypes, int], Callable[[Array, Array], 
     def products(a: Array, b: Array) -> Array:
         return torch.sum(a * (b.real if b.is_complex() else b), -1)
 
-    def rows(dt: Dtypes, length: int) -> Callable[[Array, Array], Array] | None:
-        return matmul if _torch_matmul_rows(torch, dt, length) else products
+    def rows(dt: Dtypes, length: int, items: int) -> Callable[[Array, Array], Array] | None:
+        return matmul if _torch_matmul_rows(torch, dt, length, items) else products
 
     return rows
 
 
-def _torch_matmul_rows(torch: Any, dt: Dtypes, length: int) -> bool:
-    return bool(dt.real_work == torch.float64 and length <= _MATMUL_ROWS)
+def _torch_matmul_rows(torch: Any, dt: Dtypes, length: int, items: int) -> bool:
+    return bool(dt.real_work == torch.float64 and length <= _MATMUL_ROWS and items > _MATMUL_ITEMS)
 
 
 def _torch_subtract(torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]) -> Subtract:
