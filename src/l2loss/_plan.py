@@ -626,10 +626,11 @@ def _evaluation(
     piece, batched = blocking.piece, bool(batch)
     one = not kept and not leading  # one result (per direction): a full reduction
     workers = blocking.workers if size >= blocking.parallel else 1
-    # Rows the library sums in one call without temporaries need no blocks on one thread.
+    # Real rows the library sums in one call, without temporaries of their size.
     rows_in_one = traits.rows_in_one
-    in_one = not (one or masked or primal.complex) and workers == 1
-    in_one = in_one and rows_in_one is not None and rows_in_one(primal, r, size)
+    summed = not primal.complex and rows_in_one is not None and rows_in_one(primal, r, size)
+    # They need no blocks on one thread.
+    in_one = summed and not (one or masked) and workers == 1
     vector_dot = _vector_dot(traits, full, batched)
     # A full reduction without mask or weights is nothing but dots.
     if in_one or _in_cache(traits, primal, size, one and not masked and lead == -1):
@@ -642,8 +643,11 @@ def _evaluation(
             # Per-sample weights of a full reduction: one dot over every item.
             return Whole(xp, primal, _items(vector_dot), rows._replace(fold=False), batch, general)
         inner = _last_inner(traits, full, primal, False, batched, r, size)
-        if ndim == 2 and axes == (-1,):  # rows already: summed as they are
+        if axes == (-1,):  # rows already: summed as they are
             return functools.partial(sums, xp, primal, inner)
+        if traits.sum_products and not summed:
+            # Products summed over several axes cost what they cost over rows, without the views.
+            return functools.partial(sums, xp, primal, general)
         return Whole(xp, primal, inner, rows, batch, general)
     if one and not blocking.rows and vector_dot is not None:
         # The residual's precision decides, so that L does not depend on the
