@@ -460,8 +460,9 @@ class Plan(NamedTuple):
     closures (:func:`~l2loss._rule.masked_vector` with a mask), with nothing
     left to choose, which also give ``grad(y, y_ref, weights, mask) -> (L, w
     d)``; otherwise ``loss`` and ``jvp`` take no mask (None where the call
-    has one), and beyond cache, without mask or weights, ``grad`` writes the
-    residual into the gradient block by block (else None).
+    has one), and ``grad``, without a mask, sums the residual it returns
+    over the whole arrays, or beyond cache, without weights either, writes
+    it into the gradient block by block (else None).
     ``halve(sq) -> L``: :func:`~l2loss._rule.halve` with the library's
     fastest constant 1/2 (``Traits.vector``), for the other calls.
     ``whole``: the evaluation runs over the whole arrays at once (not in
@@ -522,7 +523,10 @@ def plan(
                 loss, jvp, grad = masked_vector(dot, tdot, ops.mul, half, masking)
             else:
                 loss, jvp, grad = vector(dot, tdot, ops.mul, half)
-    fused = not (whole or masked or lead != -1 or full.complex or full.widen or full.mixed)
+    plain = not (masked or full.widen or full.mixed)
+    if grad is None and whole and plain and lead in (-1, ndim):
+        grad = _whole(evaluate, halved)
+    fused = plain and not (whole or lead != -1 or full.complex)
     if fused and traits.subtract is not None:
         grad = _fused(traits.xp, evaluate, halved)
     return Plan(evaluate, loss, jvp, grad, halved, whole, recorded)
@@ -533,6 +537,21 @@ def library_masking(traits: Traits, dtype: Any, device: Any = None) -> Masking:
     zero of ``dtype`` on ``device``, and its quiet subtraction."""
     zero = traits.xp.zeros((), dtype=dtype, device=device)
     return Masking(functools.partial(traits.keep, traits.xp, zero), traits.quiet)
+
+
+def _whole(
+    evaluate: Evaluation, halved: Callable[[Array], Array]
+) -> Callable[..., tuple[Array, Array]]:
+    """:attr:`Plan.grad` over the whole arrays: the residual is the gradient
+    (times the weights), and the evaluation sums its square as it sums ``y -
+    y_ref`` (the same bits)."""
+
+    def grad(y: Array, y_ref: Array, weights: Array, mask: None = None) -> tuple[Array, Array]:
+        d = y - y_ref
+        sq = evaluate(d, None, None, None, None, weights, None)[0]
+        return halved(sq), (d if weights is None else weights * d)
+
+    return grad
 
 
 def _fused(
