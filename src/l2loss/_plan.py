@@ -36,7 +36,7 @@ import array_api_compat as compat
 
 from . import _parallel
 from ._dtypes import Dtypes
-from ._rule import Inner, Masking, Sub, halve, masked_vector, sums, vector
+from ._rule import Inner, Masking, Sub, gradient, halve, masked_vector, sums, vector
 from ._traits import Subtract, Traits
 
 __all__ = ["Operands", "Plan", "library_masking", "plan"]
@@ -113,10 +113,10 @@ def _last_inner(
     its ``dot`` for a real vector ``a`` where it has one, its own for real
     rows of ``length`` items, ``items`` of ``y`` per call, where it has one
     (``Traits.rows``, chosen by the residual's dtypes, so that L does not
-    depend on the tangents), else a
-    matrix-vector product per row for K directions, ``vecdot`` or a sum of
-    products (see :class:`~l2loss._traits.Traits`), in calls over at most
-    ``Blocking.piece`` items of that axis."""
+    depend on the tangents), else a matrix-vector product per row for K
+    directions, ``vecdot`` or a sum of products (see
+    :class:`~l2loss._traits.Traits`), in calls over at most ``Blocking.piece``
+    items of that axis."""
     xp = traits.xp
     dot = _vector_dot(traits, full, batched) if vector else None
     if dot is not None:
@@ -525,7 +525,7 @@ def plan(
                 loss, jvp, grad = vector(dot, tdot, ops.mul, half)
     plain = not (masked or full.widen or full.mixed)
     if grad is None and whole and plain and lead in (-1, ndim):
-        grad = _whole(evaluate, halved)
+        grad = _whole(traits.xp, primal, evaluate, halved)
     fused = plain and not (whole or lead != -1 or full.complex)
     if fused and traits.subtract is not None:
         grad = _fused(traits.xp, evaluate, halved)
@@ -540,16 +540,15 @@ def library_masking(traits: Traits, dtype: Any, device: Any = None) -> Masking:
 
 
 def _whole(
-    evaluate: Evaluation, halved: Callable[[Array], Array]
+    xp: Any, dt: Dtypes, evaluate: Evaluation, halved: Callable[[Array], Array]
 ) -> Callable[..., tuple[Array, Array]]:
-    """:attr:`Plan.grad` over the whole arrays: the residual is the gradient
-    (times the weights), and the evaluation sums its square as it sums ``y -
-    y_ref`` (the same bits)."""
+    """:attr:`Plan.grad` over the whole arrays: the rule's gradient (the
+    residual, times the weights), whose square the evaluation sums as it sums
+    ``y - y_ref`` (the same bits)."""
 
     def grad(y: Array, y_ref: Array, weights: Array, mask: None = None) -> tuple[Array, Array]:
-        d = y - y_ref
-        sq = evaluate(d, None, None, None, None, weights, None)[0]
-        return halved(sq), (d if weights is None else weights * d)
+        d, g = gradient(xp, dt, y, y_ref, None, weights, None)
+        return halved(evaluate(d, None, None, None, None, weights, None)[0]), g
 
     return grad
 
