@@ -199,6 +199,27 @@ def write(result: dict[str, Any], out: Path, name: str) -> Path:
     return path
 
 
+def finish(
+    result: dict[str, Any],
+    args: Any,
+    t0: float,
+    plot: Callable[[dict[str, Any], Path], None] | None = None,
+    summary: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """The end of a script's run, started at ``t0``: its JSON (and its plot,
+    unless ``--no-plot``) in ``--out`` as ``--name``, its summary, and where
+    they went; the exit status."""
+    path = write(result, args.out, args.name)
+    drawn = plot is not None and not args.no_plot
+    if drawn:
+        assert plot is not None
+        plot(result, args.out / f"{args.name}.png")
+    if summary is not None:
+        summary(result)
+    print(f"wrote {path}{' and its plot' if drawn else ''} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
 def command(argv: list[str]) -> str:
     """The command line that ran this script, as a user would type it."""
     script = Path(sys.argv[0]).resolve()

@@ -491,12 +491,7 @@ def run_several(args: argparse.Namespace, command: str) -> int:
     """``--runs N`` with N > 1: the grid in N fresh processes, then merged."""
     t0 = time.perf_counter()
     result = merge(_timing.in_processes(__file__, child_argv(args), args.runs), command)
-    json_path = _timing.write(result, args.out, args.name)
-    if not args.no_plot:
-        plot(result, args.out / f"{args.name}.png")
-    summary(result)
-    print(f"wrote {json_path} and {args.name}.png in {time.perf_counter() - t0:.0f} s")
-    return 0
+    return _timing.finish(result, args, t0, plot, summary)
 
 
 def summary(result: dict[str, Any]) -> None:
@@ -588,12 +583,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
     _data.cache_clear()
     result["conditions"]["end"] = _timing.conditions()
     result["overhead_target"] = overhead_target(result["cases"])
-    json_path = _timing.write(result, args.out, args.name)
-    if not args.no_plot:
-        plot(result, args.out / f"{args.name}.png")
-    summary(result)
-    print(f"wrote {json_path} and {args.name}.png in {time.perf_counter() - t0:.0f} s")
-    return 0
+    return _timing.finish(result, args, t0, plot, summary)
 
 
 if __name__ == "__main__":

@@ -103,14 +103,14 @@ def measure(
         with within():
             number[name] = _timing.calibrate(fn, budget)
     times: dict[str, list[float]] = {name: [] for name in setting}
-    for r in range(rounds):
-        if pause and r:
+    for i in range(rounds):
+        if pause and i:
             time.sleep(pause)
-        for name in list(setting)[:: 1 if r % 2 == 0 else -1]:
+        for name in list(setting)[:: 1 if i % 2 == 0 else -1]:
             with setting[name]():
                 fn()  # the plan, made anew after the traits changed
                 times[name].append(_timing.time_loop(fn, number[name]))
-    r = _timing.ratios(times["one"], times["pool"])
+    ratio = _timing.ratios(times["one"], times["pool"])
     return {
         "dtype": dtype,
         "case": case,
@@ -118,10 +118,10 @@ def measure(
         "items": int(np.prod(shape)),
         "pool_ms": 1e3 * _timing.median(times["pool"]),
         "one_ms": 1e3 * _timing.median(times["one"]),
-        "ratio": r["median"],
-        "ratio_min": r["min"],
-        "ratio_max": r["max"],
-        "runs": [r["median"]],
+        "ratio": ratio["median"],
+        "ratio_min": ratio["min"],
+        "ratio_max": ratio["max"],
+        "runs": [ratio["median"]],
     }
 
 
@@ -148,6 +148,10 @@ def line(row: dict[str, Any]) -> str:
     )
 
 
+def summary(result: dict[str, Any]) -> None:
+    print("\n".join(line(row) for row in result["cases"]))
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="small sizes, seconds (for the tests)")
@@ -167,14 +171,13 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
     args = parse(argv)
     args.runs = _timing.runs_of(args)
     command = command or _timing.command(argv)
+    t0 = time.perf_counter()
     if args.runs > 1:
         child = _timing.shared_argv(args)
         for dtype in args.dtype or []:
             child += ["--dtype", dtype]
-        result = merge(_timing.in_processes(__file__, child, args.runs), command)
-        print("\n".join(line(row) for row in result["cases"]))
-        print(f"wrote {_timing.write(result, args.out, args.name)}")
-        return 0
+        merged = merge(_timing.in_processes(__file__, child, args.runs), command)
+        return _timing.finish(merged, args, t0, summary=summary)
     rounds = args.rounds or (SMOKE_ROUNDS if args.smoke else ROUNDS)
     budget, pause = (SMOKE_BUDGET, 0.0) if args.smoke else (BUDGET, PAUSE)
     workers = numpy_blocking().workers
@@ -199,8 +202,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
             print(line(row), flush=True)
             _timing.write(result, args.out, args.name)  # a crash keeps what was measured
     result["conditions"]["end"] = _timing.conditions()
-    print(f"wrote {_timing.write(result, args.out, args.name)}")
-    return 0
+    return _timing.finish(result, args, t0)
 
 
 if __name__ == "__main__":

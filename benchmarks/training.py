@@ -276,12 +276,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
         t0 = time.perf_counter()
         runs = _timing.in_processes(__file__, child_argv(args), args.runs)
         result = merge(runs, command or _timing.command(argv))
-        json_path = _timing.write(result, args.out, args.name)
-        if not args.no_plot:
-            plot(result, args.out / f"{args.name}.png")
-        summary(result)
-        print(f"wrote {json_path} (and the plot) in {time.perf_counter() - t0:.0f} s")
-        return 0
+        return _timing.finish(result, args, t0, plot, summary)
     _timing.set_torch_threads(args.torch_threads)
 
     rounds = args.rounds or (SMOKE_ROUNDS if args.smoke else QUICK_ROUNDS if args.quick else ROUNDS)
@@ -318,13 +313,8 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
                 print(line("backward" if key == "cases" else "func.grad", row), flush=True)
                 result["linearity"] = linearity(result["cases"])
                 _timing.write(result, args.out, args.name)  # a crash keeps what was measured
-    summary(result)
     result["conditions"]["end"] = _timing.conditions()
-    json_path = _timing.write(result, args.out, args.name)
-    if not args.no_plot:
-        plot(result, args.out / f"{args.name}.png")
-    print(f"wrote {json_path} (and the plot) in {time.perf_counter() - t0:.0f} s")
-    return 0
+    return _timing.finish(result, args, t0, plot, summary)
 
 
 if __name__ == "__main__":
