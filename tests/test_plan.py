@@ -455,10 +455,10 @@ def test_torch_rows_summed_in_one_call_skip_blocks() -> None:
     rng = np.random.default_rng(5)
     for dtype, cols, mask, plain in (
         ("float64", 10, False, True),
-        ("float64", _MATMUL_ROWS, False, True),
+        ("float64", _MATMUL_ROWS[8], False, True),
         ("float64", 10, True, False),
         ("float32", 10, False, False),
-        ("float64", _MATMUL_ROWS + 1, False, False),
+        ("float64", _MATMUL_ROWS[8] + 1, False, False),
     ):
         n = 2 * _TORCH_CPU.whole // cols + 1  # past cache: 8 * whole bytes, float32 too
         y, r, t = (rng.standard_normal((n, cols)) for _ in range(3))
@@ -479,22 +479,27 @@ def test_torch_rows_summed_in_one_call_skip_blocks() -> None:
         assert np.all(np.abs(Ld.numpy() - np.sum(d * tt, axis=-1)) <= tol * scale + 1e-300)
 
 
-def test_torch_float64_rows_by_items_per_call() -> None:
-    """PyTorch's short float64 rows in cache are a sum of products while a call
-    holds few items (a batched matrix product costs more there) and a matrix
-    product per row beyond; each has the bits of that expression, and both
-    functions take the same one."""
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_torch_short_rows_by_bytes_per_call(dtype: str) -> None:
+    """PyTorch's short rows in cache are a sum of products while a call holds
+    few bytes (a batched matrix product costs more there) and a matrix
+    product per row beyond, except float32 under autocast, which keeps the
+    products rather than round them to half precision; each has the bits of
+    that expression, and both functions take the same one."""
     torch = pytest.importorskip("torch")
-    from l2loss._traits import _MATMUL_ITEMS
+    from l2loss._traits import _MATMUL_BYTES
 
     rng = np.random.default_rng(8)
-    cols = 10
+    cols, size = 10, np.dtype(dtype).itemsize
     for rows, matmul in (
         (32, False),
-        (_MATMUL_ITEMS // cols, False),
-        (3 * _MATMUL_ITEMS // cols, True),
+        (_MATMUL_BYTES // size // cols, False),
+        (3 * _MATMUL_BYTES // size // cols, True),
     ):
-        Y, R, T = (torch.from_numpy(rng.standard_normal((rows, cols)) * 1e3) for _ in range(3))
+        Y, R, T = (
+            torch.from_numpy((rng.standard_normal((rows, cols)) * 1e3).astype(dtype))
+            for _ in range(3)
+        )
         d = Y - R
         products = torch.sum(d * d, -1), torch.sum(d * T, -1)
         per_row = (d[:, None, :] @ d[:, :, None])[:, 0, 0], (d[:, None, :] @ T[:, :, None])[:, 0, 0]
@@ -505,6 +510,12 @@ def test_torch_float64_rows_by_items_per_call() -> None:
         assert torch.equal(L, 0.5 * sq), rows
         assert torch.equal(Ld, ip), rows
         assert torch.equal(l2_loss(Y, R, axis=-1), L)
+        if dtype == "float32":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                L, Ld = l2_loss_jvp(Y, R, T, axis=-1)
+            assert L.dtype == Ld.dtype == torch.float32
+            assert torch.equal(L, 0.5 * products[0]), rows
+            assert torch.equal(Ld, products[1]), rows
 
 
 def test_torch_long_rows_are_cut_at_the_block_length() -> None:

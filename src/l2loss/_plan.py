@@ -64,21 +64,26 @@ class Operands(NamedTuple):
 
 # evaluate(y, y_ref, y_dot, y_ref_dot, mask, weights, masking) -> (sq, ip)
 Evaluation = Callable[..., tuple[Array, Array]]
+# total(a, axes) -> the sum of a over axes
+Summed = Callable[[Array, tuple[int, ...]], Array]
 
 
-def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...]) -> Inner:
-    """``Re sum_axes conj(a) b`` as a sum of products (any axes); for complex
-    inputs ``Re a Re b + Im a Im b``, which needs no conjugate (one that
-    PyTorch's vmap would copy, with a warning)."""
+def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...], total: Summed | None = None) -> Inner:
+    """``Re sum_axes conj(a) b`` as a sum of products (any axes) by ``total``
+    (``Traits.sum``; None: ``xp.sum``); for complex inputs ``Re a Re b + Im a
+    Im b``, which needs no conjugate (one that PyTorch's vmap would copy, with
+    a warning)."""
+    if total is None or not axes:
+        total = lambda a, axes: xp.sum(a, axis=axes)  # noqa: E731
     if not dt.complex:
-        return lambda a, b: xp.sum(a * b, axis=axes)
+        return lambda a, b: total(a * b, axes)
 
     def inner(a: Array, b: Array) -> Array:
         if not xp.isdtype(b.dtype, "complex floating"):
-            return xp.sum(xp.real(a) * b, axis=axes)
+            return total(xp.real(a) * b, axes)
         if not xp.isdtype(a.dtype, "complex floating"):
-            return xp.sum(a * xp.real(b), axis=axes)
-        return xp.sum(xp.real(a) * xp.real(b) + xp.imag(a) * xp.imag(b), axis=axes)
+            return total(a * xp.real(b), axes)
+        return total(xp.real(a) * xp.real(b) + xp.imag(a) * xp.imag(b), axes)
 
     return inner
 
@@ -131,7 +136,7 @@ def _last_inner(
     if rows is not None:
         inner = rows
     elif traits.sum_products:
-        inner = _axes_inner(xp, full, (-1,))
+        inner = _axes_inner(xp, full, (-1,), traits.sum)
     elif full.complex:
 
         def inner(a: Array, b: Array) -> Array:
@@ -618,7 +623,7 @@ def _evaluation(
     xp = traits.xp
     ndim, size = len(shape), math.prod(shape)
     kept = shape[: ndim - len(axes)]
-    general = _axes_inner(xp, full, axes)
+    general = _axes_inner(xp, full, axes, traits.sum)
     if (
         traits.leading is not None
         and not full.complex

@@ -77,7 +77,7 @@ def _inner(
     if a is None:
         a, a_ref, sign = a_ref, None, -1
     masking = _api.masking_of(k, mask, a, k.full.real_work)
-    inner = _axes_inner(k.xp, k.full, k.axes)
+    inner = _axes_inner(k.xp, k.full, k.axes, k.traits.sum)
     _, ip = _rule.sums(k.xp, k.full, inner, a, a_ref, t, t_ref, mask, w, masking)
     return ip if sign > 0 else -ip
 

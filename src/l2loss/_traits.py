@@ -155,6 +155,10 @@ class Traits:
         of the library, with no temporary of their size (PyTorch's matrix
         product per float64 row), so that beyond cache blocks on one thread
         would only add calls; None: never.
+    sum
+        ``sum(a, axes)``: the library's own sum of ``a`` over the non-empty
+        tuple ``axes``, called without array-api-compat's wrapper, whose
+        checks cost a small call as much as the sum (None: ``xp.sum``).
     sum_products
         Whether inner products over an axis are sums of products rather than
         ``vecdot``: PyTorch's ``torch.sum`` is exact to a few ulps where its
@@ -231,6 +235,7 @@ class Traits:
     rows: Callable[[Dtypes, int, int], Callable[[Array, Array], Array] | None] | None = None
     leading: Callable[[int, int], Callable[[Array, Array], Array]] | None = None
     rows_in_one: Callable[[Dtypes, int, int], bool] | None = None
+    sum: Callable[[Array, tuple[int, ...]], Array] | None = None
     sum_products: bool = False
     compile: bool = False
     check_devices: bool = False
@@ -350,25 +355,27 @@ def _numpy_leading(count: int, ndim: int) -> Callable[[Array, Array], Array]:
 
 # PyTorch's matrix product per row sums each row in order: longer rows keep
 # the sum of products, summed pairwise, within the accuracy tests hold it to.
-_MATMUL_ROWS = 128
-# Below this many items per call a batched matrix product's fixed cost
+_MATMUL_ROWS = {8: 128, 4: 16}
+# Below this many bytes of y per call a batched matrix product's fixed cost
 # exceeds the temporary of products it saves.
-_MATMUL_ITEMS = 1 << 17
+_MATMUL_BYTES = 1 << 20
 
 
 def _torch_rows(torch: Any) -> Callable[[Dtypes, int, int], Callable[[Array, Array], Array] | None]:
-    """PyTorch's short float64 rows, many at a time, as a matrix product per
-    row, which its BLAS sums faster than a sum of products (float64 is never
-    autocast); other real rows as ``torch.sum`` of products, called
-    directly."""
+    """PyTorch's short rows, many at a time, as a matrix product per row,
+    which its BLAS sums faster than a sum of products (float32 only outside
+    autocast, which would round it to half precision); other real rows as
+    ``torch.sum`` of products, called directly."""
+
+    def products(a: Array, b: Array) -> Array:
+        return torch.sum(a * (b.real if b.is_complex() else b), -1)
 
     def matmul(a: Array, b: Array) -> Array:
         if b.dtype != a.dtype:
             b = (b.real if b.is_complex() else b).to(a.dtype)
+        if a.dtype != torch.float64 and torch.is_autocast_enabled(a.device.type):
+            return products(a, b)
         return (a[..., None, :] @ b[..., :, None])[..., 0, 0]
-
-    def products(a: Array, b: Array) -> Array:
-        return torch.sum(a * (b.real if b.is_complex() else b), -1)
 
     def rows(dt: Dtypes, length: int, items: int) -> Callable[[Array, Array], Array] | None:
         return matmul if _torch_matmul_rows(torch, dt, length, items) else products
@@ -377,7 +384,13 @@ def _torch_rows(torch: Any) -> Callable[[Dtypes, int, int], Callable[[Array, Arr
 
 
 def _torch_matmul_rows(torch: Any, dt: Dtypes, length: int, items: int) -> bool:
-    return bool(dt.real_work == torch.float64 and length <= _MATMUL_ROWS and items > _MATMUL_ITEMS)
+    size = torch.finfo(dt.real_work).bits // 8
+    return length <= _MATMUL_ROWS.get(size, 0) and items * size > _MATMUL_BYTES
+
+
+def _torch_rows_in_one(torch: Any, dt: Dtypes, length: int, items: int) -> bool:
+    # float32's could be autocast, and then a sum of products of their size.
+    return dt.real_work == torch.float64 and _torch_matmul_rows(torch, dt, length, items)
 
 
 def _torch_subtract(torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]) -> Subtract:
@@ -595,6 +608,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
         common: dict[str, Any] = {
             "dot": dot,
             "dot_batches": True,
+            "sum": torch.sum,
             "sum_products": True,
             "check_devices": True,
             "autodiff": autodiff,
@@ -607,7 +621,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
         cpu: dict[str, Any] = {"host": host, "ready": ready, "recording": recording}
         cpu.update(vector=vector, accelerated=gpu)
         cpu["rows"] = _torch_rows(torch)
-        cpu["rows_in_one"] = functools.partial(_torch_matmul_rows, torch)
+        cpu["rows_in_one"] = functools.partial(_torch_rows_in_one, torch)
         cpu["subtract"] = _torch_subtract(torch, autodiff)
         cpu["keep"] = _torch_keep(torch, autodiff)
         return Traits(xp, "torch", _TORCH_CPU, dot_float32=_FLOAT32_DOT, **cpu, **common)
