@@ -253,17 +253,20 @@ def test_rows_longer_than_one_piece(be: Backend, rows: int) -> None:
         assert abs(Ld[i] - want_Ld) <= 8 * eps64 * scale, i
 
 
-# (14000, 10): over 128 Ki items, where PyTorch's float64 rows are a matrix product per row.
-@pytest.mark.parametrize("shape", [(1000, 10), (14000, 10), (200, 100), (40, 1000)])
+# (14000, 10): over 128 Ki items, where PyTorch's float64 rows are a matrix product per row;
+# (1, 2e5) and (2, 6e5): a long row in cache and in blocks, one row a call, where it takes dot.
+@pytest.mark.parametrize(
+    "shape", [(1000, 10), (14000, 10), (200, 100), (40, 1000), (1, 200_000), (2, 600_000)]
+)
 @pytest.mark.parametrize("tangent", ["float64", "float32", "complex128", "batched"])
 def test_rows_of_any_tangent_match_exact_sums(
     be: Backend, shape: tuple[int, int], tangent: str
 ) -> None:
     """Rows summed by the library's own row product where it has one
     (``Traits.rows``: NumPy's einsum on many short rows, PyTorch's matrix
-    product per float64 row on many): tangents of another dtype, complex ones and K
-    directions agree with exactly rounded sums row by row, and L has the
-    bits ``l2_loss`` gives."""
+    product per row on many and its dot on one long row): tangents of another
+    dtype, complex ones and K directions agree with exactly rounded sums row
+    by row, and L has the bits ``l2_loss`` gives."""
     rng = np.random.default_rng(len(tangent) + shape[1])
     y, r = (rng.standard_normal(shape) for _ in range(2))
     k = 3 if tangent == "batched" else 1

@@ -359,13 +359,17 @@ _MATMUL_ROWS = {8: 128, 4: 16}
 # Below this many bytes of y per call a batched matrix product's fixed cost
 # exceeds the temporary of products it saves.
 _MATMUL_BYTES = 1 << 20
+# Rows at least this long come one to a block (or a call) in pieces no longer
+# than a 1-D dot's, which sums them without a temporary of products.
+_DOT_ROWS = 1 << 16
 
 
 def _torch_rows(torch: Any) -> Callable[[Dtypes, int, int], Callable[[Array, Array], Array] | None]:
     """PyTorch's short rows, many at a time, as a matrix product per row,
     which its BLAS sums faster than a sum of products (float32 only outside
-    autocast, which would round it to half precision); other real rows as
-    ``torch.sum`` of products, called directly."""
+    autocast, which would round it to half precision); a single long row by
+    its ``dot``, as 1-D pieces are; other real rows as ``torch.sum`` of
+    products, called directly."""
 
     def products(a: Array, b: Array) -> Array:
         return torch.sum(a * (b.real if b.is_complex() else b), -1)
@@ -377,7 +381,16 @@ def _torch_rows(torch: Any) -> Callable[[Dtypes, int, int], Callable[[Array, Arr
             return products(a, b)
         return (a[..., None, :] @ b[..., :, None])[..., 0, 0]
 
+    def dot(a: Array, b: Array) -> Array:
+        if a[..., 0].numel() != 1:
+            return products(a, b)
+        lead = b.shape[: b.ndim - a.ndim]  # K directions, or none
+        b = (b.real if b.is_complex() else b).reshape(*lead, -1)
+        return _torch_dot(torch, b, a.reshape(-1)).reshape(*lead, *a.shape[:-1])
+
     def rows(dt: Dtypes, length: int, items: int) -> Callable[[Array, Array], Array] | None:
+        if length >= _DOT_ROWS:
+            return dot
         return matmul if _torch_matmul_rows(torch, dt, length, items) else products
 
     return rows
