@@ -30,7 +30,7 @@ import math
 import operator
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import array_api_compat as compat
 
@@ -464,7 +464,9 @@ class Plan(NamedTuple):
     shape; directions or not), as the rule's :func:`~l2loss._rule.vector`
     closures (:func:`~l2loss._rule.masked_vector` with a mask), with nothing
     left to choose, which also give ``grad(y, y_ref, weights, mask) -> (L, w
-    d)``; otherwise ``loss`` and ``jvp`` take no mask (None where the call
+    d)``, and so too, without a mask, for any other reduction over the whole
+    arrays in cache, with its inner product (a library with ``Traits.vector``);
+    otherwise ``loss`` and ``jvp`` take no mask (None where the call
     has one), and ``grad``, without a mask, sums the residual it returns
     over the whole arrays, or beyond cache, without weights either, writes
     it into the gradient block by block (else None).
@@ -529,6 +531,12 @@ def plan(
             else:
                 loss, jvp, grad = vector(dot, tdot, ops.mul, half)
     plain = not (masked or full.widen or full.mixed)
+    # The rule over the whole arrays with its inner product chosen
+    # (partial(sums, xp, dtypes, inner)): the same calls, with nothing left to choose.
+    over_all = isinstance(evaluate, functools.partial) and evaluate.func is sums
+    if grad is None and ops is not None and plain and over_all and lead in (-1, ndim):
+        inner = cast(functools.partial[Any], evaluate).args[-1]
+        loss, jvp, grad = vector(inner, inner, ops.mul, ops.half(primal.out))
     if grad is None and whole and plain and lead in (-1, ndim):
         grad = _whole(traits.xp, primal, evaluate, halved)
     fused = plain and not (whole or lead != -1 or full.complex)

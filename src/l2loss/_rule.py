@@ -159,14 +159,14 @@ def sums(
 def vector(
     dot: Inner, tdot: Inner, mul: Callable[[Any, Any], Any], half: Any
 ) -> tuple[Callable[..., Any], ...]:
-    """The rule for a full reduction of one dtype without a mask (real, or
-    complex with a ``dot`` that is ``Re sum conj(a) b``), as
+    """The rule for a reduction of one dtype without a mask over the whole
+    arrays (real, or complex with a ``dot`` that is ``Re sum conj(a) b``), as
     ``loss(y, y_ref, weights) -> L``, ``jvp(y, y_ref, y_dot, y_ref_dot,
     weights) -> (L, L_dot)`` and ``grad(y, y_ref, weights) -> (L, w d)`` with
     nothing left to choose: ``L = mul(dot(w d, d), half)``, ``L_dot = tdot(w d,
     y_dot) - tdot(w d, y_ref_dot)``, the operations of :func:`sums` and
-    :func:`halve` in their order (``dot`` sums over every axis; ``tdot`` takes
-    tangents with a leading axis of directions where the call has them).
+    :func:`halve` in their order (``dot`` sums over the reduced axes; ``tdot``
+    takes tangents with a leading axis of directions where the call has them).
     Each takes a last argument ``mask``, always None.
     """
 
