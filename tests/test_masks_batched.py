@@ -208,6 +208,34 @@ def test_masking_gives_the_bits_of_where(be: Backend, data: st.DataObject) -> No
         np.testing.assert_array_equal(_bits(be.to_numpy(A)), _bits(a))  # A is left as it was
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_masking_many_items_gives_the_bits_of_where(be: Backend, dtype: str) -> None:
+    """Masks of many items (where PyTorch masks float64 by an AND of its bits
+    with the mask's all-ones or 0) give the bits of ``where(mask, a, zero)``
+    too: NaN payloads, infinities, -0.0 and subnormals, for two arrays under
+    one mask, new and written into ``a``."""
+    from l2loss._traits import _WIDE_MASK, traits_of
+
+    rng = np.random.default_rng(11)
+    n = _WIDE_MASK + 5
+    info = np.finfo(dtype)
+    specials = np.array([np.nan, np.inf, -np.inf, -0.0, info.smallest_subnormal, -info.max], dtype)
+    keep = rng.random(n) < 0.6
+    M = be.asarray(keep)
+    traits = traits_of(("where",), (M,))[0]
+    zero = be.xp.zeros((), dtype=be.dtype(dtype), device=compat.device(M))
+    keep_fn = traits.keep(be.xp, zero, M)
+    for _ in range(2):
+        a = rng.standard_normal(n).astype(dtype)
+        where = rng.integers(0, n, 4096)
+        a[where] = specials[rng.integers(0, len(specials), where.size)]
+        payload = _bits(a)
+        payload[where[:16]] = _bits(np.array([np.nan], dtype))[0] | 1  # NaNs with a payload
+        want = _bits(np.where(keep, a, 0).astype(dtype))
+        for got in (keep_fn(be.asarray(a)), keep_fn(be.asarray(a.copy()), fresh=True)):
+            np.testing.assert_array_equal(_bits(be.to_numpy(got)), want)
+
+
 @given(data=st.data())
 def test_masking_after_subtracting_gives_the_same_bits(be: Backend, data: st.DataObject) -> None:
     """A mask that selects from the residual once, after subtracting

@@ -422,19 +422,26 @@ def _torch_subtract(torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]) -
     return subtract
 
 
+# From this many items a float64 mask's 64-bit AND costs less than a where;
+# below it, the integer mask it needs costs more than it saves.
+_WIDE_MASK = 1 << 17
+
+
 def _torch_keep(
     torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]
 ) -> Callable[[Any, Array, Array], Callable[..., Array]]:
     """PyTorch's ``where(mask, a, zero)`` for an ``a`` of ``zero``'s dtype:
     ``torch.where`` called directly (without array-api-compat's promotion),
-    or for floats of at most 32 bits that ``autodiff`` (of
-    :func:`_torch_checks`) does not see, ``a``'s bits as integers times the
-    mask's 1 or 0, the same bits in a cheaper pass (for float64 the wider
-    integer product costs what it saves)."""
+    or for floats that ``autodiff`` (of :func:`_torch_checks`) does not see,
+    the same bits in a cheaper pass: ``a``'s bits as integers times the
+    mask's 1 or 0 (at most 32 bits), or ANDed with its all-ones or 0
+    (float64, under masks of at least ``_WIDE_MASK`` items)."""
     ints = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32}
 
     def masking(xp: Any, zero: Array, mask: Array) -> Callable[..., Array]:
-        bits = ints.get(zero.dtype)
+        bits, combine = ints.get(zero.dtype), torch.mul
+        if zero.dtype == torch.float64 and mask.numel() >= _WIDE_MASK:
+            bits, combine = torch.int64, torch.bitwise_and
         factor: list[Array] = []
 
         def keep(a: Array, fresh: bool = False) -> Array:
@@ -443,11 +450,13 @@ def _torch_keep(
             if bits is None or autodiff((a,)):
                 return torch.where(mask, a, zero)
             if not factor:  # once per mask, for the several arrays it masks
-                factor.append(mask.to(bits))
+                ones = mask.to(bits)
+                factor.append(ones.neg_() if combine is torch.bitwise_and else ones)
             if fresh and a.shape == mask.shape:
-                a.view(bits).mul_(factor[0])
+                view = a.view(bits)
+                combine(view, factor[0], out=view)
                 return a
-            return (a.view(bits) * factor[0]).view(a.dtype)
+            return combine(a.view(bits), factor[0]).view(a.dtype)
 
         return keep
 
