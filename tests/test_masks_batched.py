@@ -229,8 +229,8 @@ def test_masking_many_items_gives_the_bits_of_where(be: Backend, dtype: str) -> 
         a = rng.standard_normal(n).astype(dtype)
         where = rng.integers(0, n, 4096)
         a[where] = specials[rng.integers(0, len(specials), where.size)]
-        payload = _bits(a)
-        payload[where[:16]] = _bits(np.array([np.nan], dtype))[0] | 1  # NaNs with a payload
+        bits = a.view(_FLOAT_BITS[a.dtype.itemsize])
+        bits[where[:16]] = _bits(np.array([np.nan], dtype))[0] | 1  # NaNs with a payload
         want = _bits(np.where(keep, a, 0).astype(dtype))
         for got in (keep_fn(be.asarray(a)), keep_fn(be.asarray(a.copy()), fresh=True)):
             np.testing.assert_array_equal(_bits(be.to_numpy(got)), want)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import operator
 import os
 import string
@@ -382,7 +383,7 @@ def _torch_rows(torch: Any) -> Callable[[Dtypes, int, int], Callable[[Array, Arr
         return (a[..., None, :] @ b[..., :, None])[..., 0, 0]
 
     def dot(a: Array, b: Array) -> Array:
-        if a[..., 0].numel() != 1:
+        if math.prod(a.shape[:-1]) != 1:
             return products(a, b)
         lead = b.shape[: b.ndim - a.ndim]  # K directions, or none
         b = (b.real if b.is_complex() else b).reshape(*lead, -1)
