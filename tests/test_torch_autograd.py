@@ -204,29 +204,81 @@ def test_torch_compile_runs_and_agrees(be: Any, path: str) -> None:
 
 def test_nothing_is_recorded_without_grad(be: Any, path: str) -> None:
     """Tensors that require no grad take the plain evaluation: no graph. With
-    grad, PyTorch's own operations in cache, l2loss's Function beyond."""
+    grad, PyTorch's own operations in cache, l2loss's Functions beyond."""
     y, r = torch.randn(10), torch.randn(10)
     assert l2_loss(y, r).grad_fn is None
     y.requires_grad_(True)
     node = type(l2_loss(y, r).grad_fn).__name__
+    assert (node == "_LossBackward") == (path == "rules"), node
+    node = type(l2_loss_jvp(y, r, torch.ones(10))[0].grad_fn).__name__
     assert (node == "_ValuesBackward") == (path == "rules"), node
     with torch.no_grad():
         assert l2_loss(y, r).grad_fn is None
 
 
-def test_autograd_records_up_to_half_a_mebibyte(be: Any) -> None:
-    """Autograd records the plan's operations on at most 512 KiB of ``y``,
-    and beyond (in cache still) runs l2loss's Function, whose pullback reads
-    the inputs once; the loss and its gradient agree across the boundary."""
-    n = (1 << 19) // 8  # float64 items in 512 KiB
-    for size, node in ((n, "MulBackward0"), (n + 1, "_ValuesBackward")):
-        y = torch.linspace(-1.0, 1.0, size, dtype=torch.float64, requires_grad=True)
-        r = torch.zeros(size, dtype=torch.float64)
-        L = l2_loss(y, r)
-        assert type(L.grad_fn).__name__ == node, size
-        L.backward()
-        torch.testing.assert_close(y.grad, y.detach(), rtol=0, atol=0)
-        torch.testing.assert_close(L.detach(), l2_loss(y.detach(), r), rtol=0, atol=0)
+@pytest.mark.parametrize(
+    ("dtype", "loss_items", "jvp_items"),
+    [("float64", 1 << 13, 1 << 16), ("float32", 1 << 14, 1 << 17)],
+)
+def test_autograd_records_small_calls(be: Any, dtype: str, loss_items: int, jvp_items: int) -> None:
+    """Autograd records the plan's operations on at most 64 KiB of ``y`` for
+    ``l2_loss`` and 512 KiB for the other functions; beyond (in cache still)
+    they run l2loss's Functions, whose pullback reads the inputs once. The
+    loss, its tangent and the gradient for any cotangent agree bit for bit
+    across each boundary."""
+    dt = getattr(torch, dtype)
+    cases = [
+        (lambda y, r: l2_loss(y, r), loss_items, "MulBackward0", "_LossBackward"),
+        (
+            lambda y, r: l2_loss_jvp(y, r, y.detach())[0],
+            jvp_items,
+            "MulBackward0",
+            "_ValuesBackward",
+        ),
+    ]
+    for f, n, recorded, rules in cases:
+        for size, node in ((n, recorded), (n + 1, rules)):
+            y = torch.linspace(-1.0, 1.0, size, dtype=dt, requires_grad=True)
+            r = torch.linspace(0.5, -0.25, size, dtype=dt)
+            L = f(y, r)
+            assert type(L.grad_fn).__name__ == node, (size, node)
+            torch.testing.assert_close(L.detach(), l2_loss(y.detach(), r), rtol=0, atol=0)
+            L_bar = torch.tensor(3.0, dtype=dt)
+            (g,) = torch.autograd.grad(L, y, L_bar)
+            torch.testing.assert_close(g, (y.detach() - r) * L_bar, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "complex64", "float64"])
+def test_loss_pullback_beyond_recording(be: Any, dtype: str) -> None:
+    """``l2_loss``'s Function beyond 64 KiB: its pullback ``L_bar (y - y_ref)``
+    in the primals' dtypes (half precision worked in single, complex by
+    PyTorch's conjugate convention) for a scalar cotangent, for a cotangent
+    that is itself differentiated (``create_graph``), and for a batch of
+    cotangents under ``vmap``, as autograd gives for the plain expression."""
+    dt = getattr(torch, dtype)
+    g = torch.Generator().manual_seed(3)
+    n = 1 << 15
+    y = torch.randn(n, generator=g).to(dt).requires_grad_(True)
+    r = torch.randn(n, generator=g).to(dt).requires_grad_(True)
+    L = l2_loss(y, r)
+    assert type(L.grad_fn).__name__ == "_LossBackward"
+    work = torch.float32 if dt in (torch.float16, torch.bfloat16) else dt
+    d = y.detach().to(work) - r.detach().to(work)
+    want = (2.5 * d).to(dt)
+    g_y, g_r = torch.autograd.grad(L, (y, r), torch.tensor(2.5, dtype=L.dtype))
+    torch.testing.assert_close(g_y, want)
+    torch.testing.assert_close(g_r, -want)
+    if dtype == "float64":
+        g_y, _ = torch.autograd.grad(l2_loss(y, r), (y, r), create_graph=True)
+        (h,) = torch.autograd.grad(g_y.sum(), y)  # d/dy of sum(y - r): ones
+        torch.testing.assert_close(h, torch.ones_like(h), rtol=0, atol=0)
+
+        def pullback(L_bar: Any) -> Any:
+            return torch.autograd.grad(l2_loss(y, r), y, L_bar, retain_graph=True)[0]
+
+        bars = torch.tensor([1.0, -2.0, 0.5], dtype=dt)
+        got = torch.func.vmap(pullback)(bars)
+        torch.testing.assert_close(got, bars[:, None] * d, rtol=0, atol=0)
 
 
 _MEMORY = textwrap.dedent(

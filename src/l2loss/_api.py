@@ -83,6 +83,10 @@ class Kind:
         no adoption, device check, autodiff or compilation either, once
         ``ready`` (if not None) says so of their arrays (``Traits.ready``, or
         ``Traits.recording`` where ``recorded``). Else None.
+    loss_ready
+        ``ready`` for ``loss``, which on PyTorch, for a call with no mask,
+        weights or tangents, serves tensors that require grad too
+        (:func:`~l2loss._torch.loss_of`).
     """
 
     __slots__ = (
@@ -98,6 +102,7 @@ class Kind:
         "jvp",
         "lead",
         "loss",
+        "loss_ready",
         "maskings",
         "plain",
         "plain_jvp",
@@ -172,6 +177,16 @@ class Kind:
         self.ready = ready if checks else None
         direct = not (adopt or traits.compile or (checks and self.ready is None))
         self.loss = self.plain_loss if direct else None
+        self.loss_ready = self.ready
+        if (
+            self.loss is not None
+            and traits.autodiff is not None
+            and self.lead == -1
+            and self.plain
+            and not tangent
+        ):
+            # l2_loss's training step, on the CPU outside transforms (_torch.loss_of).
+            self.loss, self.loss_ready = _autodiff_module().loss_of(self), traits.recording
         self.jvp = self.plain_jvp if direct else None
         self.grad = p.grad if direct and simple else None
 
@@ -423,9 +438,13 @@ def _call(k: Kind, op: _Op, arrays: tuple[Array, ...], *extra: Any) -> Any:
 @functools.cache
 def _autodiff() -> _Op:
     """``_torch.call``, imported once it is needed (PyTorch is optional)."""
+    return _autodiff_module().call  # type: ignore[no-any-return]
+
+
+def _autodiff_module() -> Any:
     from . import _torch
 
-    return _torch.call
+    return _torch
 
 
 @functools.cache
@@ -535,7 +554,8 @@ def l2_loss(
     """
     k = _kind(y, y_ref, None, None, where, weights, axis, False)
     loss = k.loss
-    if loss is not None and (k.ready is None or k.ready(y, y_ref, weights, where)):
+    ready = k.loss_ready
+    if loss is not None and (ready is None or ready(y, y_ref, weights, where)):
         return loss(y, y_ref, weights, where)
     return _call(k, _loss, (y, y_ref, None, None, where, weights))
 

@@ -16,6 +16,7 @@ when it is needed.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -171,6 +172,56 @@ class _Values(torch.autograd.Function):  # type: ignore[misc]
         )
 
 
+def _real(k: Any, L_bar: Tensor, y: Tensor, y_ref: Tensor) -> bool:
+    """Whether ``y``, ``y_ref`` and ``L_bar`` share a real dtype that is also
+    the working one, and ``L_bar`` is no vmap batch."""
+    return bool(
+        L_bar.dtype == y.dtype == y_ref.dtype and not k.primal.widen and not _vmapped(L_bar)
+    )
+
+
+class _Loss(torch.autograd.Function):  # type: ignore[misc]
+    """``L`` of ``l2_loss(y, y_ref)`` without a mask or weights, the call of a
+    training step: :class:`_Values` with less to do around the rule on every
+    call."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(y: Tensor, y_ref: Tensor, k: Any) -> Tensor:
+        return k.plain_loss(y, y_ref, None, None)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        y, y_ref, ctx.k = inputs
+        ctx.save_for_backward(y, y_ref)
+        ctx.save_for_forward(y, y_ref)
+
+    @staticmethod
+    def backward(ctx: Any, L_bar: Tensor) -> tuple[Any, ...]:
+        y, y_ref = ctx.saved_tensors
+        k, need = ctx.k, ctx.needs_input_grad
+        if L_bar.ndim == 0 and _real(k, L_bar, y, y_ref) and not torch.is_grad_enabled():
+            # A scalar step's pullback L_bar (y - y_ref), scaled in place:
+            # _scaled's operations without its checks (nothing to mask,
+            # weigh, widen or broadcast).
+            y_bar = (y - y_ref).mul_(L_bar)
+        else:
+            y_bar = _scaled(k, y, y_ref, L_bar, None, None)
+        return (
+            _api._like(k, y_bar, y) if need[0] else None,
+            _api._like(k, -y_bar, y_ref) if need[1] else None,
+            None,
+        )
+
+    @staticmethod
+    def jvp(ctx: Any, y_t: Tensor, y_ref_t: Tensor, _: Any) -> Tensor:
+        y, y_ref = ctx.saved_tensors
+        k = ctx.k
+        L_t = _inner(k, y, y_ref, y_t, y_ref_t, None, None)
+        return _tangent(L_t, k.loss_shape, k.primal.out, y)
+
+
 def _tangent(t: Tensor, shape: tuple[int, ...], dtype: Any, like: Tensor) -> Tensor:
     """The tangent of an output in its dtype (zeros for a structural zero)."""
     if t is None:
@@ -251,7 +302,36 @@ def _apply(fn: Any, *args: Any) -> Any:
 
 
 _UNWRAP = torch._C._functorch.unwrap_if_dead
-_C_APPLY = {fn: super(torch.autograd.Function, fn).apply for fn in (_Values, _Cotangent)}
+_C_APPLY = {fn: super(torch.autograd.Function, fn).apply for fn in (_Values, _Cotangent, _Loss)}
+
+
+# l2_loss lets autograd record its few operations on at most this many bytes
+# of y; beyond, _Loss costs less per training step, since the recorded
+# backward of a dot takes three passes and its pullback two.
+_LOSS_RECORDS = 1 << 16
+
+
+def loss_of(k: Any) -> Any:
+    """``k.loss`` for :func:`~l2loss.l2_loss` without a mask or weights, for
+    CPU tensors outside ``torch.func`` transforms (``Traits.recording``):
+    the plan's loss, which autograd records where the plan says so
+    (``Kind.recorded``) on at most ``_LOSS_RECORDS`` bytes of ``y``, and
+    otherwise, where an input requires grad, :class:`_Loss` called without
+    the layers of :func:`call`."""
+    plain = k.plain_loss
+    if k.recorded and math.prod(k.shape) * k.primal.work.itemsize <= _LOSS_RECORDS:
+        return plain
+    apply, grad_enabled = _C_APPLY[_Loss], torch.is_grad_enabled
+    compiling = torch.compiler.is_compiling
+
+    def loss(y: Tensor, y_ref: Tensor, weights: None, where: None) -> Tensor:
+        if grad_enabled() and (y.requires_grad or y_ref.requires_grad):
+            if compiling():
+                return _Loss.apply(y, y_ref, k)
+            return apply(_UNWRAP(y), _UNWRAP(y_ref), k)
+        return plain(y, y_ref, weights, where)
+
+    return loss
 
 
 def _recorded(k: Any) -> bool:
@@ -271,6 +351,8 @@ def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
         y_bar = _apply(_Cotangent, y, y_ref, extra[0], mask, weights, k)
         both = extra[1] if len(extra) > 1 else True
         return y_bar, (_api._like(k, -y_bar, y_ref) if both else None)
+    if op is _api._loss and mask is None and weights is None and k.plain_loss is not None:
+        return _apply(_Loss, y, y_ref, k)
     out = _apply(_Values, y, y_ref, y_dot, y_ref_dot, mask, weights, k)
     if op is _api._jvp:
         if y_dot is None and y_ref_dot is None:
