@@ -469,7 +469,8 @@ class Plan(NamedTuple):
     otherwise ``loss`` and ``jvp`` take no mask (None where the call
     has one), and ``grad``, without a mask, sums the residual it returns
     over the whole arrays, or beyond cache, without weights either, writes
-    it into the gradient block by block (else None).
+    it into the gradient block by block (``Blocking.fuse``; else it forms
+    it whole and sums it by blocks), else None.
     ``halve(sq) -> L``: :func:`~l2loss._rule.halve` with the library's
     fastest constant 1/2 (``Traits.vector``), for the other calls.
     ``whole``: the evaluation runs over the whole arrays at once (not in
@@ -541,7 +542,11 @@ def plan(
         grad = _whole(traits.xp, primal, evaluate, halved)
     fused = plain and not (whole or lead != -1 or full.complex)
     if fused and traits.subtract is not None:
-        grad = _fused(traits.xp, evaluate, halved)
+        fuse = traits.blocking is not None and traits.blocking.fuse
+        if fuse:
+            grad = _fused(traits.xp, evaluate, halved)
+        else:
+            grad = _whole(traits.xp, primal, evaluate, halved)
     return Plan(evaluate, loss, jvp, grad, halved, whole, recorded)
 
 
@@ -555,9 +560,10 @@ def library_masking(traits: Traits, dtype: Any, device: Any = None) -> Masking:
 def _whole(
     xp: Any, dt: Dtypes, evaluate: Evaluation, halved: Callable[[Array], Array]
 ) -> Callable[..., tuple[Array, Array]]:
-    """:attr:`Plan.grad` over the whole arrays: the rule's gradient (the
-    residual, times the weights), whose square the evaluation sums as it sums
-    ``y - y_ref`` (the same bits)."""
+    """:attr:`Plan.grad` from the rule's gradient (the residual, times the
+    weights) formed over the whole arrays, whose square the evaluation sums
+    as it sums ``y - y_ref`` (the same bits), in cache or, where the library
+    does not fuse them (``Blocking.fuse``), in blocks."""
 
     def grad(y: Array, y_ref: Array, weights: Array, mask: None = None) -> tuple[Array, Array]:
         d, g = gradient(xp, dt, y, y_ref, None, weights, None)

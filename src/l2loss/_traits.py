@@ -72,6 +72,13 @@ class Blocking:
         otherwise it is cut into 1-D pieces, each summed by the library's
         ``dot`` (PyTorch and GPUs, whose every call costs more, so that
         pieces are long, and whose dot is their best reduction).
+    fuse
+        Whether ``l2_loss_grad`` beyond cache writes each block's residual
+        into the gradient as it sums the block, reading the inputs once
+        (NumPy, whose subtraction runs on one thread), rather than forming
+        the whole residual, which is the gradient, in one call and summing it
+        by blocks (PyTorch on the CPU, whose subtraction of whole arrays is
+        threaded and faster than its blocks').
     """
 
     whole: int
@@ -82,6 +89,7 @@ class Blocking:
     parallel: int = 1 << 62
     reuse: bool = True
     rows: bool = True
+    fuse: bool = True
 
 
 Subtract = Callable[[Any, Any, Any], Any]
@@ -281,7 +289,7 @@ _NUMPY = Blocking(
 )
 # PyTorch on the CPU threads each operation itself; pieces a block long keep
 # each residual, a temporary, in cache.
-_TORCH_CPU = Blocking(whole=1 << 19, block=1 << 18, piece=1 << 18, rows=False)
+_TORCH_CPU = Blocking(whole=1 << 19, block=1 << 18, piece=1 << 18, rows=False, fuse=False)
 # The float32 pieces of PyTorch's CPU dot: short enough that its sequential
 # float32 sum of each stays within the accuracy the tests hold it to.
 _FLOAT32_DOT = 1 << 18
