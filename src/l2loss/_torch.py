@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from . import _api, _rule
-from ._plan import _axes_inner
+from ._plan import _axes_inner, _itemsize
 
 __all__ = ["call"]
 
@@ -50,12 +50,30 @@ def _vmapped(t: Tensor) -> bool:
     return bool(f.is_batchedtensor(t) or f.is_legacy_batchedtensor(t))
 
 
+def _scalar(k: Any, L_bar: Any, a: Tensor, a_ref: Tensor) -> bool:
+    """Whether ``L_bar`` is a 0-d tensor of the dtype of ``a`` and ``a_ref``,
+    real and the working one, with nothing recorded and no vmap batch: the
+    case :func:`_scaled` scales in place without its checks."""
+    return bool(
+        isinstance(L_bar, torch.Tensor)
+        and L_bar.ndim == 0
+        and L_bar.dtype == a.dtype == a_ref.dtype
+        and not k.full.widen
+        and not torch.is_grad_enabled()
+        and not _vmapped(L_bar)
+    )
+
+
 def _scaled(k: Any, a: Tensor, a_ref: Tensor, L_bar: Any, mask: Tensor, w: Tensor) -> Tensor:
     """``L_bar w (a - a_ref)``, 0 where ``mask`` is False (None: zero)."""
     if a is None:
         if a_ref is None:
             return None
         return -_scaled(k, a_ref, None, L_bar, mask, w)
+    if mask is None and w is None and a_ref is not None and _scalar(k, L_bar, a, a_ref):
+        # The commonest pullback, a training step's: the operations below
+        # (the residual, scaled in place) without their checks.
+        return (a - a_ref).mul_(L_bar)
     masking = _api.masking_of(k, mask, a, k.full.real_work)
     scale = _broadcast(k, L_bar)
     # In place (saving an N-sized temporary) only when nothing is recorded
@@ -172,14 +190,6 @@ class _Values(torch.autograd.Function):  # type: ignore[misc]
         )
 
 
-def _real(k: Any, L_bar: Tensor, y: Tensor, y_ref: Tensor) -> bool:
-    """Whether ``y``, ``y_ref`` and ``L_bar`` share a real dtype that is also
-    the working one, and ``L_bar`` is no vmap batch."""
-    return bool(
-        L_bar.dtype == y.dtype == y_ref.dtype and not k.primal.widen and not _vmapped(L_bar)
-    )
-
-
 class _Loss(torch.autograd.Function):  # type: ignore[misc]
     """``L`` of ``l2_loss(y, y_ref)`` without a mask or weights, the call of a
     training step: :class:`_Values` with less to do around the rule on every
@@ -201,13 +211,7 @@ class _Loss(torch.autograd.Function):  # type: ignore[misc]
     def backward(ctx: Any, L_bar: Tensor) -> tuple[Any, ...]:
         y, y_ref = ctx.saved_tensors
         k, need = ctx.k, ctx.needs_input_grad
-        if L_bar.ndim == 0 and _real(k, L_bar, y, y_ref) and not torch.is_grad_enabled():
-            # A scalar step's pullback L_bar (y - y_ref), scaled in place:
-            # _scaled's operations without its checks (nothing to mask,
-            # weigh, widen or broadcast).
-            y_bar = (y - y_ref).mul_(L_bar)
-        else:
-            y_bar = _scaled(k, y, y_ref, L_bar, None, None)
+        y_bar = _scaled(k, y, y_ref, L_bar, None, None)
         return (
             _api._like(k, y_bar, y) if need[0] else None,
             _api._like(k, -y_bar, y_ref) if need[1] else None,
@@ -319,7 +323,7 @@ def loss_of(k: Any) -> Any:
     otherwise, where an input requires grad, :class:`_Loss` called without
     the layers of :func:`call`."""
     plain = k.plain_loss
-    if k.recorded and math.prod(k.shape) * k.primal.work.itemsize <= _LOSS_RECORDS:
+    if k.recorded and math.prod(k.shape) * _itemsize(k.xp, k.primal) <= _LOSS_RECORDS:
         return plain
     apply, grad_enabled = _C_APPLY[_Loss], torch.is_grad_enabled
     compiling = torch.compiler.is_compiling
