@@ -84,9 +84,9 @@ class Kind:
         ``ready`` (if not None) says so of their arrays (``Traits.ready``, or
         ``Traits.recording`` where ``recorded``). Else None.
     loss_ready
-        ``ready`` for ``loss``, which on PyTorch, for a call with no mask,
-        weights or tangents, serves tensors that require grad too
-        (:func:`~l2loss._torch.loss_of`).
+        ``ready`` for ``loss``; None on PyTorch for a call with no mask,
+        weights or tangents, whose ``loss`` checks its tensors itself and
+        serves those that require grad too (:func:`~l2loss._torch.loss_of`).
     """
 
     __slots__ = (
@@ -185,8 +185,8 @@ class Kind:
             and self.plain
             and not tangent
         ):
-            # l2_loss's training step, on the CPU outside transforms (_torch.loss_of).
-            self.loss, self.loss_ready = _autodiff_module().loss_of(self), traits.recording
+            # l2_loss's training step, whose checks the closure makes (_torch.loss_of).
+            self.loss, self.loss_ready = _autodiff_module().loss_of(self), None
         self.jvp = self.plain_jvp if direct else None
         self.grad = p.grad if direct and simple else None
 

@@ -43,25 +43,17 @@ def _broadcast(k: Any, L_bar: Any) -> Any:
     return L_bar[(..., *index)]
 
 
+# Bound once: the training step's calls check them every time.
+_BATCHED = torch._C._functorch.is_batchedtensor
+_LEGACY_BATCHED = torch._C._functorch.is_legacy_batchedtensor
+_UNWRAP = torch._C._functorch.unwrap_if_dead  # a tensor escaped from a transform
+_grad_enabled = torch.is_grad_enabled
+
+
 def _vmapped(t: Tensor) -> bool:
     """Whether ``t`` is batched by ``torch.func.vmap`` (or the older vmap that
     ``gradcheck`` uses)."""
-    f = torch._C._functorch
-    return bool(f.is_batchedtensor(t) or f.is_legacy_batchedtensor(t))
-
-
-def _scalar(k: Any, L_bar: Any, a: Tensor, a_ref: Tensor) -> bool:
-    """Whether ``L_bar`` is a 0-d tensor of the dtype of ``a`` and ``a_ref``,
-    real and the working one, with nothing recorded and no vmap batch: the
-    case :func:`_scaled` scales in place without its checks."""
-    return bool(
-        isinstance(L_bar, torch.Tensor)
-        and L_bar.ndim == 0
-        and L_bar.dtype == a.dtype == a_ref.dtype
-        and not k.full.widen
-        and not torch.is_grad_enabled()
-        and not _vmapped(L_bar)
-    )
+    return bool(_BATCHED(t) or _LEGACY_BATCHED(t))
 
 
 def _scaled(k: Any, a: Tensor, a_ref: Tensor, L_bar: Any, mask: Tensor, w: Tensor) -> Tensor:
@@ -70,16 +62,12 @@ def _scaled(k: Any, a: Tensor, a_ref: Tensor, L_bar: Any, mask: Tensor, w: Tenso
         if a_ref is None:
             return None
         return -_scaled(k, a_ref, None, L_bar, mask, w)
-    if mask is None and w is None and a_ref is not None and _scalar(k, L_bar, a, a_ref):
-        # The commonest pullback, a training step's: the operations below
-        # (the residual, scaled in place) without their checks.
-        return (a - a_ref).mul_(L_bar)
     masking = _api.masking_of(k, mask, a, k.full.real_work)
     scale = _broadcast(k, L_bar)
     # In place (saving an N-sized temporary) only when nothing is recorded
     # and the residual has the product's shape: not under vmap, whose
     # batched cotangent would have more elements.
-    in_place = not torch.is_grad_enabled() and (
+    in_place = not _grad_enabled() and (
         not isinstance(scale, torch.Tensor) or (scale.ndim <= a.ndim and not _vmapped(scale))
     )
     return _rule.cotangent(k.xp, k.full, a, a_ref, mask, w, masking, scale, in_place=in_place)
@@ -198,12 +186,12 @@ class _Loss(torch.autograd.Function):  # type: ignore[misc]
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(y: Tensor, y_ref: Tensor, k: Any) -> Tensor:
+    def forward(y: Tensor, y_ref: Tensor, k: Any, scalar: bool) -> Tensor:
         return k.plain_loss(y, y_ref, None, None)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        y, y_ref, ctx.k = inputs
+        y, y_ref, ctx.k, ctx.scalar = inputs
         ctx.save_for_backward(y, y_ref)
         ctx.save_for_forward(y, y_ref)
 
@@ -211,15 +199,21 @@ class _Loss(torch.autograd.Function):  # type: ignore[misc]
     def backward(ctx: Any, L_bar: Tensor) -> tuple[Any, ...]:
         y, y_ref = ctx.saved_tensors
         k, need = ctx.k, ctx.needs_input_grad
+        if ctx.scalar and L_bar.ndim == 0 and not _grad_enabled() and not _vmapped(L_bar):
+            # A training step's pullback: _scaled's in-place case, whose
+            # checks the kind (ctx.scalar) and autograd (L_bar has L's dtype) made.
+            y_bar = (y - y_ref).mul_(L_bar)
+            return y_bar if need[0] else None, -y_bar if need[1] else None, None, None
         y_bar = _scaled(k, y, y_ref, L_bar, None, None)
         return (
             _api._like(k, y_bar, y) if need[0] else None,
             _api._like(k, -y_bar, y_ref) if need[1] else None,
             None,
+            None,
         )
 
     @staticmethod
-    def jvp(ctx: Any, y_t: Tensor, y_ref_t: Tensor, _: Any) -> Tensor:
+    def jvp(ctx: Any, y_t: Tensor, y_ref_t: Tensor, *_: Any) -> Tensor:
         y, y_ref = ctx.saved_tensors
         k = ctx.k
         L_t = _inner(k, y, y_ref, y_t, y_ref_t, None, None)
@@ -301,11 +295,10 @@ def _apply(fn: Any, *args: Any) -> Any:
     positional."""
     if torch._C._are_functorch_transforms_active() or torch.compiler.is_compiling():
         return fn.apply(*args)
-    unwrap = _UNWRAP  # a tensor escaped from a transform
+    unwrap = _UNWRAP
     return _C_APPLY[fn](*[unwrap(a) if isinstance(a, torch.Tensor) else a for a in args])
 
 
-_UNWRAP = torch._C._functorch.unwrap_if_dead
 _C_APPLY = {fn: super(torch.autograd.Function, fn).apply for fn in (_Values, _Cotangent, _Loss)}
 
 
@@ -316,26 +309,36 @@ _LOSS_RECORDS = 1 << 16
 
 
 def loss_of(k: Any) -> Any:
-    """``k.loss`` for :func:`~l2loss.l2_loss` without a mask or weights, for
-    CPU tensors outside ``torch.func`` transforms (``Traits.recording``):
-    the plan's loss, which autograd records where the plan says so
-    (``Kind.recorded``) on at most ``_LOSS_RECORDS`` bytes of ``y``, and
-    otherwise, where an input requires grad, :class:`_Loss` called without
-    the layers of :func:`call`."""
+    """``k.loss`` for :func:`~l2loss.l2_loss` without a mask or weights, which
+    makes ``Traits.recording``'s checks itself: for CPU tensors outside
+    ``torch.func`` transforms, the plan's loss, which autograd records where
+    the plan says so (``Kind.recorded``) on at most ``_LOSS_RECORDS`` bytes
+    of ``y``, and otherwise, where an input requires grad, :class:`_Loss`
+    called without the layers of :func:`call`; else the call as
+    :func:`~l2loss._api._call` makes it."""
     plain = k.plain_loss
-    if k.recorded and math.prod(k.shape) * _itemsize(k.xp, k.primal) <= _LOSS_RECORDS:
-        return plain
-    apply, grad_enabled = _C_APPLY[_Loss], torch.is_grad_enabled
-    compiling = torch.compiler.is_compiling
+    records = k.recorded and math.prod(k.shape) * _itemsize(k.xp, k.primal) <= _LOSS_RECORDS
+    apply, compiling, scalar = _C_APPLY[_Loss], torch.compiler.is_compiling, _scalar_loss(k)
+    transforming = torch._C._are_functorch_transforms_active
 
     def loss(y: Tensor, y_ref: Tensor, weights: None, where: None) -> Tensor:
-        if grad_enabled() and (y.requires_grad or y_ref.requires_grad):
+        if transforming() or not (y.is_cpu and y_ref.is_cpu):
+            return _api._call(k, _api._loss, (y, y_ref, None, None, where, weights))
+        if not records and _grad_enabled() and (y.requires_grad or y_ref.requires_grad):
             if compiling():
-                return _Loss.apply(y, y_ref, k)
-            return apply(_UNWRAP(y), _UNWRAP(y_ref), k)
+                return _Loss.apply(y, y_ref, k, scalar)
+            return apply(_UNWRAP(y), _UNWRAP(y_ref), k, scalar)
         return plain(y, y_ref, weights, where)
 
     return loss
+
+
+def _scalar_loss(k: Any) -> bool:
+    """Whether ``L`` is one real number in the one dtype of ``y`` and
+    ``y_ref``, whose cotangent (autograd gives it ``L``'s dtype) then scales
+    their residual in place (:meth:`_Loss.backward`)."""
+    full = k.full
+    return not (k.loss_shape or full.complex or full.widen or full.mixed)
 
 
 def _recorded(k: Any) -> bool:
@@ -356,7 +359,7 @@ def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
         both = extra[1] if len(extra) > 1 else True
         return y_bar, (_api._like(k, -y_bar, y_ref) if both else None)
     if op is _api._loss and mask is None and weights is None and k.plain_loss is not None:
-        return _apply(_Loss, y, y_ref, k)
+        return _apply(_Loss, y, y_ref, k, _scalar_loss(k))
     out = _apply(_Values, y, y_ref, y_dot, y_ref_dot, mask, weights, k)
     if op is _api._jvp:
         if y_dot is None and y_ref_dot is None:
