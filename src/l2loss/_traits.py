@@ -105,7 +105,8 @@ class VectorOps(NamedTuple):
         ``dot(a, b)``: the library's inner product of two vectors of one
         dtype, called without any check.
     mul
-        ``mul(s, c)``: its product of a 0-d result and a constant.
+        ``mul(s, c)``: its product of a sum just made (which it may
+        overwrite) and a constant.
     half
         ``half(dtype)``: the constant 0.5 in the form ``mul`` takes fastest
         (a 0-d host tensor saves PyTorch converting a Python float per call).
@@ -605,6 +606,12 @@ if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
     _numpy_quiet = np.errstate(invalid="ignore", over="ignore")(_quiet)
 
 
+def _torch_halve(s: Array, half: Array) -> Array:
+    """``s * half`` in place: ``s`` is a sum just made, and a new 0-d tensor
+    costs PyTorch more than the product."""
+    return s.mul_(half)
+
+
 def _numpy_vdot(a: Array, b: Array) -> Array:
     return np.vdot(a, b).real
 
@@ -648,7 +655,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             "cast": _cast_hint("torch", "to"),
         }
         gpu = Traits(xp, "torch", _GPU, **common)
-        vector = VectorOps(torch.dot, torch.mul, lambda dtype: torch.tensor(0.5, dtype=dtype))
+        vector = VectorOps(torch.dot, _torch_halve, lambda dtype: torch.tensor(0.5, dtype=dtype))
         cpu: dict[str, Any] = {"host": host, "ready": ready, "recording": recording}
         cpu.update(vector=vector, accelerated=gpu)
         cpu["rows"] = _torch_rows(torch)
