@@ -289,8 +289,11 @@ _NUMPY = Blocking(
     reuse=False,
 )
 # PyTorch on the CPU threads each operation itself; pieces a block long keep
-# each residual, a temporary, in cache.
-_TORCH_CPU = Blocking(whole=1 << 19, block=1 << 18, piece=1 << 18, rows=False, fuse=False)
+# each residual, a temporary, in cache. A full reduction without mask or
+# weights (one temporary, then dots) runs whole to 8 MiB, as NumPy's does.
+_TORCH_CPU = Blocking(
+    whole=1 << 19, block=1 << 18, piece=1 << 18, vector=1 << 20, rows=False, fuse=False
+)
 # The float32 pieces of PyTorch's CPU dot: short enough that its sequential
 # float32 sum of each stays within the accuracy the tests hold it to.
 _FLOAT32_DOT = 1 << 18
