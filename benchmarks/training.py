@@ -24,11 +24,13 @@ from round to round. ``ratio_mse`` is the median over rounds of ``mse_loss
 time / l2loss time`` and ``ratio_plain`` that of ``plain time / l2loss time``
 (> 1: l2loss is faster); times are medians. ``linearity`` is l2loss's time at
 N = 3e7 over its time at N = 1e7 (3.0 for a cost proportional to N), for the
-runs that measure both.
+runs that measure both, and ``linearity_mse`` that of ``mse_loss``: each a
+ratio of two times of one process, as the speed ratios are.
 
 As ``parity.py``, it runs in three fresh processes by default (``--runs``)
 and keeps per case the median of their ratios and times (``runs_mse`` and
-``runs_plain`` list each process's ratios).
+``runs_plain`` list each process's ratios), and the median of the processes'
+linearities (``runs_linearity`` lists them).
 
 Writes ``<out>/<name>.json`` and ``<out>/<name>.png`` (default
 ``docs/_static/training-cpu``).
@@ -37,6 +39,7 @@ Writes ``<out>/<name>.json`` and ``<out>/<name>.png`` (default
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -167,7 +170,13 @@ def merge(results: list[dict[str, Any]], command: str) -> dict[str, Any]:
             row["runs_mse"] = [r["ratio_mse"] for r in rows]
             row["runs_plain"] = [r["ratio_plain"] for r in rows]
             out[key].append(row)
-    out["linearity"] = linearity(out["cases"])
+    for key in LINEARITIES:
+        by_dtype = [r[key] for r in results]
+        out[key] = {
+            dt: statistics.median(run[dt] for run in by_dtype if dt in run)
+            for dt in dict.fromkeys(dt for run in by_dtype for dt in run)
+        }
+    out["runs_linearity"] = [r["linearity"] for r in results]
     return out
 
 
@@ -179,9 +188,13 @@ def child_argv(args: argparse.Namespace) -> list[str]:
     return argv + (["--no-func-grad"] if args.no_func_grad else [])
 
 
-def linearity(cases: list[dict[str, Any]]) -> dict[str, float]:
-    """l2loss's time at 3e7 over that at 1e7, per dtype measured at both."""
-    us = {(c["dtype"], c["n"]): c["l2loss_us"] for c in cases}
+# The linearity of each loss's step: the key in the result, the time's field.
+LINEARITIES = {"linearity": "l2loss_us", "linearity_mse": "mse_loss_us"}
+
+
+def linearity(cases: list[dict[str, Any]], field: str = "l2loss_us") -> dict[str, float]:
+    """A loss's time (``field``) at 3e7 over that at 1e7, per dtype measured at both."""
+    us = {(c["dtype"], c["n"]): c[field] for c in cases}
     small, large = LINEARITY
     return {
         dt: us[dt, large] / us[dt, small]
@@ -242,7 +255,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 def summary(result: dict[str, Any]) -> None:
     for dt, r in result["linearity"].items():
-        print(f"linearity {dt}: l2loss time at 3e7 / at 1e7 = {r:.2f} (3.00: linear)")
+        mse = result["linearity_mse"][dt]
+        print(f"linearity {dt}: time at 3e7 / at 1e7 = {r:.2f}, mse_loss {mse:.2f} (linear: 3)")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -294,6 +308,7 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
         "conditions": {"start": _timing.conditions()},
         "cases": [],
         "linearity": {},
+        "linearity_mse": {},
     }
     if not args.no_func_grad:
         result["func_grad"] = []
@@ -311,7 +326,8 @@ def main(argv: list[str] | None = None, command: str | None = None) -> int:
                 row["runs_mse"], row["runs_plain"] = [row["ratio_mse"]], [row["ratio_plain"]]
                 result[key].append(row)
                 print(line("backward" if key == "cases" else "func.grad", row), flush=True)
-                result["linearity"] = linearity(result["cases"])
+                for lin, field in LINEARITIES.items():
+                    result[lin] = linearity(result["cases"], field)
                 _timing.write(result, args.out, args.name)  # a crash keeps what was measured
     result["conditions"]["end"] = _timing.conditions()
     return _timing.finish(result, args, t0, plot, summary)

@@ -207,7 +207,53 @@ def test_training_json(results: dict[str, Any]) -> None:
                 assert row[f"ratio_{name}"] == statistics.median(row[f"runs_{name}"])
     assert {r["dtype"] for r in result["cases"]} == {"float32", "float64"}
     # Only a run that reaches N = 3e7 measures linearity.
-    assert result["linearity"] == {}
+    assert result["linearity"] == result["linearity_mse"] == {}
+    assert result["runs_linearity"] == [{}, {}]
+
+
+def _training_module() -> Any:
+    """``benchmarks/training.py`` as a module (its ``_timing`` beside it)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("training", BENCH / "training.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+def test_training_linearity_is_each_process_ratio() -> None:
+    """The merged linearity is the median of each process's ratio of its own
+    times at 3e7 and 1e7, not a ratio of times taken from different processes
+    (here 80 / 20 = 4.0, where the processes measured 8.0, 3.0 and 2.9)."""
+    training = _training_module()
+    runs = []
+    for (l1, l3), (m1, m3) in zip(
+        [(10.0, 80.0), (20.0, 60.0), (30.0, 87.0)], [(5.0, 15.0), (6.0, 24.0), (7.0, 14.0)]
+    ):
+        cases = [
+            {
+                "dtype": "float64",
+                "n": n,
+                "plain": "p",
+                "l2loss_us": l2,
+                "mse_loss_us": mse,
+                "plain_us": 1.0,
+                "ratio_mse": mse / l2,
+                "ratio_plain": 1.0 / l2,
+            }
+            for n, l2, mse in ((10_000_000, l1, m1), (30_000_000, l3, m3))
+        ]
+        run = {"conditions": {"start": {}, "end": {}}, "cases": cases}
+        for key, field in training.LINEARITIES.items():
+            run[key] = training.linearity(cases, field)
+        runs.append(run)
+    merged = training.merge(runs, "python benchmarks/training.py")
+    assert merged["runs_linearity"] == [{"float64": 8.0}, {"float64": 3.0}, {"float64": 2.9}]
+    assert merged["linearity"] == {"float64": 3.0}
+    assert merged["linearity_mse"] == {"float64": 3.0}
 
 
 def test_threads_json(results: dict[str, Any]) -> None:
