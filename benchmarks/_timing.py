@@ -221,13 +221,21 @@ def finish(
 
 
 def command(argv: list[str]) -> str:
-    """The command line that ran this script, as a user would type it."""
+    """The command line that ran this script, as a user would type it, less
+    ``--out``: where the files went says nothing of how they were measured."""
     script = Path(sys.argv[0]).resolve()
     try:
         shown = script.relative_to(Path.cwd()).as_posix()
     except ValueError:
         shown = script.as_posix()
-    return shlex.join(["python", shown, *argv])
+    kept: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--out":
+            next(args, None)  # its value
+        elif not arg.startswith("--out="):
+            kept.append(arg)
+    return shlex.join(["python", shown, *kept])
 
 
 def today() -> str:

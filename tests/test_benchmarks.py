@@ -148,6 +148,7 @@ def _check_header(result: dict[str, Any], kind: str) -> None:
     assert result["kind"] == kind
     assert result["command"].startswith("python ")
     assert "--smoke" in result["command"]
+    assert "--out" not in result["command"]  # run with --out: not how it measured
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", result["date"])
     assert re.fullmatch(r"[0-9a-f]{4,40}(\+dirty)?|unknown", result["commit"])
     assert isinstance(result["rounds"], int)
@@ -216,7 +217,8 @@ def _training_module() -> Any:
     sys.path.insert(0, str(BENCH))
     try:
         spec = importlib.util.spec_from_file_location("training", BENCH / "training.py")
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
@@ -231,7 +233,9 @@ def test_training_linearity_is_each_process_ratio() -> None:
     training = _training_module()
     runs = []
     for (l1, l3), (m1, m3) in zip(
-        [(10.0, 80.0), (20.0, 60.0), (30.0, 87.0)], [(5.0, 15.0), (6.0, 24.0), (7.0, 14.0)]
+        [(10.0, 80.0), (20.0, 60.0), (30.0, 87.0)],
+        [(5.0, 15.0), (6.0, 24.0), (7.0, 14.0)],
+        strict=True,
     ):
         cases = [
             {
