@@ -453,22 +453,27 @@ def test_leading_axes_take_the_sum_of_products_bits(
 
 
 def test_torch_rows_summed_in_one_call_skip_blocks() -> None:
-    """Beyond cache, PyTorch's short float64 rows (a matrix product per row,
-    no temporary of their size: ``Traits.rows_in_one``) are summed as they
-    are; float32 rows, longer rows and masked ones go in blocks. Each agrees
-    with the rows summed one by one in float64."""
+    """Beyond cache, PyTorch's short rows (a matrix product per row, no
+    temporary of their size: ``Traits.rows_in_one``) are summed as they are up
+    to 16 MiB of ``y``, and in blocks beyond; longer rows and masked ones go
+    in blocks. Each agrees with the rows summed one by one in float64."""
     torch = pytest.importorskip("torch")
-    from l2loss._traits import _MATMUL_ROWS, _TORCH_CPU
+    from l2loss._traits import _MATMUL_ROWS, _ROWS_IN_ONE, _TORCH_CPU
 
     rng = np.random.default_rng(5)
-    for dtype, cols, mask, plain in (
-        ("float64", 10, False, True),
-        ("float64", _MATMUL_ROWS[8], False, True),
-        ("float64", 10, True, False),
-        ("float32", 10, False, False),
-        ("float64", _MATMUL_ROWS[8] + 1, False, False),
+    for dtype, cols, mask, plain, nbytes in (
+        ("float64", 10, False, True, None),
+        ("float64", _MATMUL_ROWS[8], False, True, None),
+        ("float64", 10, True, False, None),
+        ("float32", 10, False, True, None),
+        ("float32", _MATMUL_ROWS[4], False, True, _ROWS_IN_ONE),
+        ("float32", _MATMUL_ROWS[4] + 1, False, False, None),
+        ("float64", _MATMUL_ROWS[8] + 1, False, False, None),
+        ("float64", 10, False, False, _ROWS_IN_ONE + 80),
     ):
-        n = 2 * _TORCH_CPU.whole // cols + 1  # past cache: 8 * whole bytes, float32 too
+        size = np.dtype(dtype).itemsize
+        # Past cache (8 * whole bytes, float32 too), or nbytes of y.
+        n = 2 * _TORCH_CPU.whole // cols + 1 if nbytes is None else nbytes // size // cols
         y, r, t = (rng.standard_normal((n, cols)) for _ in range(3))
         keep = rng.random((n, cols)) > 0.2 if mask else None
         Y, R, T = (torch.from_numpy(a.astype(dtype)) for a in (y, r, t))

@@ -163,8 +163,8 @@ class Traits:
         ``rows_in_one(dtypes, length, items)``: whether ``rows`` sums real
         rows of ``dtypes`` and ``length`` items, ``items`` in all, in one call
         of the library, with no temporary of their size (PyTorch's matrix
-        product per float64 row), so that beyond cache blocks on one thread
-        would only add calls; None: never.
+        product per row, up to 16 MiB of ``y``), so that there blocks on one
+        thread would only add calls; None: never.
     sum
         ``sum(a, axes)``: the library's own sum of ``a`` over the non-empty
         tuple ``axes``, called without array-api-compat's wrapper, whose
@@ -414,9 +414,17 @@ def _torch_matmul_rows(torch: Any, dt: Dtypes, length: int, items: int) -> bool:
     return length <= _MATMUL_ROWS.get(size, 0) and items * size > _MATMUL_BYTES
 
 
+# Up to this many bytes of y, short rows are one matrix product per row over all
+# of them: blocks cost more calls than they save until the whole residual, a
+# temporary, outgrows the cache; half the last-level cache of common machines.
+_ROWS_IN_ONE = 1 << 24
+
+
 def _torch_rows_in_one(torch: Any, dt: Dtypes, length: int, items: int) -> bool:
-    # float32's could be autocast, and then a sum of products of their size.
-    return dt.real_work == torch.float64 and _torch_matmul_rows(torch, dt, length, items)
+    # Under autocast float32 rows are a sum of products, a temporary as large
+    # as the residual, which the bound keeps from growing with N.
+    size = torch.finfo(dt.real_work).bits // 8
+    return _torch_matmul_rows(torch, dt, length, items) and items * size <= _ROWS_IN_ONE
 
 
 def _torch_subtract(torch: Any, autodiff: Callable[[tuple[Array, ...]], bool]) -> Subtract:
