@@ -1,28 +1,26 @@
 """PyTorch's automatic differentiation calls l2loss's rules.
 
 A call whose tensors require grad, or that runs under a ``torch.func``
-transform, is differentiated by PyTorch itself while ``y`` is small (the
-plan's evaluation is then a few operations; see :func:`_recorded`; on the
-CPU such a call runs as its evaluation without coming here,
-``Traits.recording``). Beyond,
-and for every pullback, it goes through the autograd Functions here: their
-``forward`` is l2loss's evaluation (nothing of it is recorded), their
-``backward`` the pullback and their ``jvp`` the pushforward, each written
-with the rule of ``_rule.py`` in PyTorch operations, so that they are
-differentiable in turn (``create_graph``, ``torch.func.hessian``). Only
-references to the inputs are saved: the residual is recomputed in one pass
-when it is needed.
+transform, goes through the autograd Functions here: their ``forward`` is
+l2loss's evaluation (nothing of it is recorded), their ``backward`` the
+pullback and their ``jvp`` the pushforward, each written with the rule of
+``_rule.py`` in PyTorch operations, so that they are differentiable in turn
+(``create_graph``, ``torch.func.hessian``). Only references to the inputs
+are saved: the residual is recomputed in one pass when it is needed. While
+``y`` is small, calls other than a plain ``l2_loss(y, y_ref)`` on the CPU
+are differentiated by PyTorch itself instead (the plan's evaluation is then
+a few operations; see :func:`_recorded`; on the CPU such a call runs as its
+evaluation without coming here, ``Traits.recording``).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 
 from . import _api, _rule
-from ._plan import _axes_inner, _itemsize
+from ._plan import _axes_inner
 
 __all__ = ["call"]
 
@@ -33,14 +31,19 @@ def _weights(k: Any, weights: Tensor) -> Tensor:
     return None if weights is None else _api._expanded(weights, len(k.shape))
 
 
+def _spread_index(k: Any) -> tuple[Any, ...]:
+    """The index that gives an array of L's shape (with a leading axis of
+    directions or not) size-1 axes where L was reduced."""
+    reduced = {len(k.shape) + ax for ax in k.axes}
+    return (..., *(None if i in reduced else slice(None) for i in range(len(k.shape))))
+
+
 def _broadcast(k: Any, L_bar: Any) -> Any:
     """``L_bar`` (of L's shape, with a leading axis of directions or not; or
     0-d; or a number) with size-1 axes where L was reduced."""
     if not isinstance(L_bar, torch.Tensor) or L_bar.ndim == 0:
         return L_bar
-    reduced = {len(k.shape) + ax for ax in k.axes}
-    index = tuple(None if i in reduced else slice(None) for i in range(len(k.shape)))
-    return L_bar[(..., *index)]
+    return L_bar[_spread_index(k)]
 
 
 # Bound once: the training step's calls check them every time.
@@ -186,23 +189,23 @@ class _Loss(torch.autograd.Function):  # type: ignore[misc]
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(y: Tensor, y_ref: Tensor, k: Any, scalar: bool) -> Tensor:
+    def forward(y: Tensor, y_ref: Tensor, k: Any, spread: Any) -> Tensor:
         return k.plain_loss(y, y_ref, None, None)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        y, y_ref, ctx.k, ctx.scalar = inputs
+        y, y_ref, ctx.k, ctx.spread = inputs
         ctx.save_for_backward(y, y_ref)
         ctx.save_for_forward(y, y_ref)
 
     @staticmethod
     def backward(ctx: Any, L_bar: Tensor) -> tuple[Any, ...]:
         y, y_ref = ctx.saved_tensors
-        k, need = ctx.k, ctx.needs_input_grad
-        if ctx.scalar and L_bar.ndim == 0 and not _grad_enabled() and not _vmapped(L_bar):
+        k, need, spread = ctx.k, ctx.needs_input_grad, ctx.spread
+        if spread is not False and not _grad_enabled() and not _vmapped(L_bar):
             # A training step's pullback: _scaled's in-place case, whose
-            # checks the kind (ctx.scalar) and autograd (L_bar has L's dtype) made.
-            y_bar = (y - y_ref).mul_(L_bar)
+            # checks the kind (spread) and autograd (L_bar has L's shape and dtype) made.
+            y_bar = (y - y_ref).mul_(L_bar if spread is None else L_bar[spread])
             return y_bar if need[0] else None, -y_bar if need[1] else None, None, None
         y_bar = _scaled(k, y, y_ref, L_bar, None, None)
         return (
@@ -302,43 +305,39 @@ def _apply(fn: Any, *args: Any) -> Any:
 _C_APPLY = {fn: super(torch.autograd.Function, fn).apply for fn in (_Values, _Cotangent, _Loss)}
 
 
-# l2_loss lets autograd record its few operations on at most this many bytes
-# of y; beyond, _Loss costs less per training step, since the recorded
-# backward of a dot takes three passes and its pullback two.
-_LOSS_RECORDS = 1 << 16
-
-
 def loss_of(k: Any) -> Any:
     """``k.loss`` for :func:`~l2loss.l2_loss` without a mask or weights, which
     makes ``Traits.recording``'s checks itself: for CPU tensors outside
-    ``torch.func`` transforms, the plan's loss, which autograd records where
-    the plan says so (``Kind.recorded``) on at most ``_LOSS_RECORDS`` bytes
-    of ``y``, and otherwise, where an input requires grad, :class:`_Loss`
-    called without the layers of :func:`call`; else the call as
-    :func:`~l2loss._api._call` makes it."""
+    ``torch.func`` transforms, :class:`_Loss` called without the layers of
+    :func:`call` where an input requires grad (at any size: its pullback costs
+    less than autograd's of the recorded operations), else the plan's loss;
+    otherwise the call as :func:`~l2loss._api._call` makes it."""
     plain = k.plain_loss
-    records = k.recorded and math.prod(k.shape) * _itemsize(k.xp, k.primal) <= _LOSS_RECORDS
-    apply, compiling, scalar = _C_APPLY[_Loss], torch.compiler.is_compiling, _scalar_loss(k)
+    apply, compiling, spread = _C_APPLY[_Loss], torch.compiler.is_compiling, _spread(k)
     transforming = torch._C._are_functorch_transforms_active
 
     def loss(y: Tensor, y_ref: Tensor, weights: None, where: None) -> Tensor:
         if transforming() or not (y.is_cpu and y_ref.is_cpu):
             return _api._call(k, _api._loss, (y, y_ref, None, None, where, weights))
-        if not records and _grad_enabled() and (y.requires_grad or y_ref.requires_grad):
+        if _grad_enabled() and (y.requires_grad or y_ref.requires_grad):
             if compiling():
-                return _Loss.apply(y, y_ref, k, scalar)
-            return apply(_UNWRAP(y), _UNWRAP(y_ref), k, scalar)
+                return _Loss.apply(y, y_ref, k, spread)
+            return apply(_UNWRAP(y), _UNWRAP(y_ref), k, spread)
         return plain(y, y_ref, weights, where)
 
     return loss
 
 
-def _scalar_loss(k: Any) -> bool:
-    """Whether ``L`` is one real number in the one dtype of ``y`` and
-    ``y_ref``, whose cotangent (autograd gives it ``L``'s dtype) then scales
-    their residual in place (:meth:`_Loss.backward`)."""
+def _spread(k: Any) -> Any:
+    """How :meth:`_Loss.backward` spreads its cotangent over ``y``'s axes to
+    scale the residual in place: None for one loss (as it is), the index
+    that gives it size-1 reduced axes for several; False where it cannot,
+    since ``L``'s dtype (which autograd gives the cotangent) is not that of
+    ``y`` and ``y_ref``, or they are complex."""
     full = k.full
-    return not (k.loss_shape or full.complex or full.widen or full.mixed)
+    if full.complex or full.widen or full.mixed:
+        return False
+    return _spread_index(k) if k.loss_shape else None
 
 
 def _recorded(k: Any) -> bool:
@@ -359,7 +358,7 @@ def call(k: Any, op: Any, arrays: tuple[Tensor, ...], *extra: Any) -> Any:
         both = extra[1] if len(extra) > 1 else True
         return y_bar, (_api._like(k, -y_bar, y_ref) if both else None)
     if op is _api._loss and mask is None and weights is None and k.plain_loss is not None:
-        return _apply(_Loss, y, y_ref, k, _scalar_loss(k))
+        return _apply(_Loss, y, y_ref, k, _spread(k))
     out = _apply(_Values, y, y_ref, y_dot, y_ref_dot, mask, weights, k)
     if op is _api._jvp:
         if y_dot is None and y_ref_dot is None:

@@ -617,12 +617,6 @@ if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
     _numpy_quiet = np.errstate(invalid="ignore", over="ignore")(_quiet)
 
 
-def _torch_halve(s: Array, half: Array) -> Array:
-    """``s * half`` in place: ``s`` is a sum just made, and a new 0-d tensor
-    costs PyTorch more than the product."""
-    return s.mul_(half)
-
-
 def _numpy_vdot(a: Array, b: Array) -> Array:
     return np.vdot(a, b).real
 
@@ -666,7 +660,10 @@ def _classify(xp: Any, sample: Array) -> Traits:
             "cast": _cast_hint("torch", "to"),
         }
         gpu = Traits(xp, "torch", _GPU, **common)
-        vector = VectorOps(torch.dot, _torch_halve, lambda dtype: torch.tensor(0.5, dtype=dtype))
+        # The sum is halved in place: it is new, and a new 0-d tensor costs more than the product.
+        vector = VectorOps(
+            torch.dot, torch.Tensor.mul_, lambda dtype: torch.tensor(0.5, dtype=dtype)
+        )
         cpu: dict[str, Any] = {"host": host, "ready": ready, "recording": recording}
         cpu.update(vector=vector, accelerated=gpu)
         cpu["rows"] = _torch_rows(torch)
