@@ -380,28 +380,52 @@ def test_direct_calls_give_the_bits_of_the_evaluation(
 
 @pytest.mark.parametrize("dtype", ["complex128", "complex64"])
 @pytest.mark.parametrize("shape", [(4099,), (37, 111)])
-def test_numpy_complex_vectors_take_vdot(dtype: str, shape: tuple[int, ...]) -> None:
-    """NumPy's complex full reductions in cache run as the rule's vector
-    closures on ``vdot`` (one BLAS ``dotc``, no temporaries of products):
-    ``Re sum conj(d) t``, with the bits of ``l2_loss`` in every function."""
+def test_complex_vectors_take_vdot(be: Backend, dtype: str, shape: tuple[int, ...]) -> None:
+    """Complex full reductions in cache run as the rule's vector closures on
+    the library's ``vdot`` where it has one (NumPy: one BLAS ``dotc``;
+    PyTorch: ``torch.vdot``, and with directions a matrix-vector product of
+    the real views): ``Re sum conj(d) t``, with the bits of ``l2_loss`` in
+    every function, for tangents of another dtype, real ones and K directions."""
+    if not be.has_complex:
+        pytest.skip(f"{be.name} has no complex dtypes")
     rng = np.random.default_rng(8)
     y, r, t, u = (
         (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
         for _ in range(4)
     )
-    kind = _kind(y, r, t, u, None, None, None, False)
-    assert kind.jvp.__qualname__ == "vector.<locals>.jvp"
-    L, Ld = l2_loss_jvp(y, r, t, u)
+    Y, R, T, U = (be.asarray(a, dtype) for a in (y, r, t, u))
+    if be.name in ("numpy", "torch"):  # the eager libraries with a vdot
+        kind = _kind(Y, R, T, U, None, None, None, False)
+        assert kind.jvp.__qualname__ == "vector.<locals>.jvp"
     d = (y - r).astype(np.complex128)  # the residual, as the rule rounds it
-    v = t.astype(np.complex128) - u.astype(np.complex128)
     rtol = 8 * eps(dtype) * math.sqrt(d.size)
+    L, Ld = (be.to_numpy(a) for a in be.call(l2_loss_jvp, Y, R, T, U))
     np.testing.assert_allclose(L, 0.5 * math.fsum(np.abs(d).ravel() ** 2), rtol=rtol)
-    scale = math.fsum(np.abs(d * v).ravel())
-    assert abs(Ld - math.fsum((np.conj(d) * v).real.ravel())) <= rtol * scale
-    assert L.dtype == Ld.dtype == np.finfo(dtype).dtype
-    L_grad, g = l2_loss_grad(y, r)
-    assert L_grad.tobytes() == L.tobytes() == np.asarray(l2_loss(y, r)).tobytes()
-    np.testing.assert_array_equal(g, y - r)
+    tangents = {
+        "full": (t.astype(np.complex128) - u.astype(np.complex128), (T, U), {}),
+        "wider": (t.astype(np.complex128), (be.asarray(t, "complex128"),), {}),
+        "real": (t.real.astype(np.float64), (be.asarray(t.real, "float64"),), {}),
+        "directions": (
+            np.stack([t, -2 * t]).astype(np.complex128),
+            (be.asarray(np.stack([t, -2 * t]), dtype),),
+            {"batched": True},
+        ),
+    }
+    for name, (v, args, options) in tangents.items():
+        L_t, Ld = (be.to_numpy(a) for a in be.call(l2_loss_jvp, Y, R, *args, **options))
+        assert L_t.tobytes() == L.tobytes(), name
+        # L_dot takes the dtype all arguments promote to: float64 beside a float64 tangent.
+        want_dtype = np.float64 if name in ("wider", "real") else np.asarray(L_t).dtype
+        assert Ld.dtype == want_dtype, name
+        vs = v if options else v[None]
+        for i, vi in enumerate(vs):
+            got = Ld[i] if options else Ld
+            scale = math.fsum(np.abs(d * vi).ravel())
+            want = math.fsum((np.conj(d) * vi).real.ravel())
+            assert abs(got - want) <= rtol * scale, (name, i)
+    L_grad, g = (be.to_numpy(a) for a in be.call(l2_loss_grad, Y, R))
+    assert L_grad.tobytes() == L.tobytes() == be.to_numpy(be.call(l2_loss, Y, R)).tobytes()
+    np.testing.assert_array_equal(g, (y - r))
 
 
 def test_gradients_beyond_cache_are_written_by_the_blocks(be: Backend) -> None:

@@ -91,13 +91,9 @@ def _axes_inner(xp: Any, dt: Dtypes, axes: tuple[int, ...], total: Summed | None
 def _vector_dot(traits: Traits, full: Dtypes, batched: bool) -> Inner | None:
     """The library's ``dot`` as the inner product of two vectors, where it
     applies: real dtypes, and directions where it takes them; for complex
-    vectors its ``vdot``, and a matrix-vector product for directions."""
+    vectors its ``vdot`` (which takes directions where ``dot`` does)."""
     if full.complex:
-        vdot, xp = traits.vdot, traits.xp
-        if vdot is None or not batched:
-            return vdot
-        # sq by vdot, as without directions, so that L does not depend on them.
-        return lambda a, b: vdot(a, b) if b.ndim == a.ndim else xp.real(b @ xp.conj(a))
+        return traits.vdot if not batched or traits.dot_batches else None
     dot = traits.dot
     if dot is None or (batched and not traits.dot_batches):
         return None

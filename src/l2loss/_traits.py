@@ -142,7 +142,9 @@ class Traits:
         one matrix-vector product for K directions.
     vdot
         ``vdot(a, b)``: ``Re sum conj(a) b`` of two vectors, complex or not, in
-        one call (NumPy's ``vdot``, a BLAS ``dotc``), or None.
+        one call (NumPy's ``vdot``, a BLAS ``dotc``; PyTorch's ``dot`` of
+        their real views), ``b`` with a leading axis of directions where
+        ``dot_batches``; or None.
     dot_float32
         The longest float32 piece ``dot`` sums out of cache (None: as long
         as any other): PyTorch's CPU dot accumulates float32 along the whole
@@ -618,7 +620,28 @@ if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
 
 
 def _numpy_vdot(a: Array, b: Array) -> Array:
-    return np.vdot(a, b).real
+    if b.ndim == a.ndim:
+        return np.vdot(a, b).real
+    return (b @ np.conj(a)).real  # K directions: one matrix-vector product
+
+
+def _torch_vdot(torch: Any, forward_ad: Any, a: Array, b: Array) -> Array:
+    """``Re sum conj(a) b`` for PyTorch: its ``vdot`` for two complex vectors
+    that no autodiff sees (the real part of its result is a view that forward
+    mode cannot differentiate); otherwise, and with directions, the dot of
+    their real views (real and imaginary parts in turn), which needs no
+    conjugate (one that vmap would copy, with a warning); a real one takes
+    the other's real part."""
+    if not (a.is_complex() and b.is_complex()):
+        return _torch_dot(torch, b.real if b.is_complex() else b, a.real if a.is_complex() else a)
+    if a.dtype != b.dtype:
+        common = torch.promote_types(a.dtype, b.dtype)
+        a, b = a.to(common), b.to(common)
+    seen = a.requires_grad or b.requires_grad or forward_ad._current_level >= 0
+    if b.ndim == 1 and not (seen or torch._C._are_functorch_transforms_active()):
+        return torch.vdot(a, b).real
+    a, b = torch.view_as_real(a), torch.view_as_real(b)
+    return _torch_dot(torch, b.reshape(*b.shape[:-2], -1), a.reshape(-1))
 
 
 def _numpy_subtract(a: Array, b: Array, out: Array) -> Array:
@@ -645,11 +668,13 @@ def _classify(xp: Any, sample: Array) -> Traits:
         )
     if compat.is_torch_array(sample):
         import torch
+        from torch.autograd import forward_ad
 
         dot = functools.partial(_torch_dot, torch)
         autodiff, host, ready, recording = _torch_checks(torch)
         common: dict[str, Any] = {
             "dot": dot,
+            "vdot": functools.partial(_torch_vdot, torch, forward_ad),
             "dot_batches": True,
             "sum": torch.sum,
             "sum_products": True,
