@@ -137,3 +137,35 @@ def test_masked_call_in_cache_holds_three_temporaries(full: bool) -> None:
     tangents = (y_dot, y_ref_dot if full else None)
     peak = _peak(lambda: l2loss.l2_loss_jvp(y, y_ref, *tangents, where=keep))
     assert peak <= 3 * 8 * n + 4096, f"peak extra memory {peak / (8 * n):.2f} N items"
+
+
+@pytest.mark.parametrize(
+    ("axis", "order"),
+    [(None, "F"), (None, "T"), ((0, 2), "C"), (1, "C"), (0, "F")],
+)
+def test_reductions_in_any_layout_copy_nothing(axis: Any, order: str) -> None:
+    """Fortran-ordered and transposed inputs, and axes that are not rows in
+    memory, are summed as they lie in memory: the call allocates the residual
+    and nothing of its size more (a vector of a transposed array's items, or
+    a temporary of the products, would be another)."""
+    rng = np.random.default_rng(1)
+    shape = (40, 50, 60) if isinstance(axis, tuple) or axis == 1 else (400, 300)
+
+    def make() -> np.ndarray[Any, Any]:
+        a = rng.standard_normal(shape[::-1] if order == "T" else shape)
+        return a.T if order == "T" else np.asarray(a, order=order)
+
+    y, r, t = make(), make(), make()
+    ts = np.stack([t, -t])
+    size = y.nbytes
+    for call in (
+        lambda: l2loss.l2_loss(y, r, axis=axis),
+        lambda: l2loss.l2_loss_jvp(y, r, t, axis=axis),
+        lambda: l2loss.l2_loss_jvp(y, r, ts, axis=axis, batched=True),
+    ):
+        peak = _peak(call)
+        assert peak < size * 1.25, (peak, size)
+    d = y - r
+    L, Ld = l2loss.l2_loss_jvp(y, r, t, axis=axis)
+    np.testing.assert_allclose(L, 0.5 * np.sum(d * d, axis=axis), rtol=1e-12)
+    np.testing.assert_allclose(Ld, np.sum(d * t, axis=axis), rtol=1e-10, atol=1e-10)

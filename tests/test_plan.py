@@ -458,22 +458,44 @@ def test_gradients_beyond_cache_are_written_by_the_blocks(be: Backend) -> None:
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 # 53 dimensions: more than einsum has letters for.
 @pytest.mark.parametrize(
-    ("shape", "axis"), [((300, 40), 0), ((20, 30, 40), (0, 1)), ((3, 2, *[1] * 51), 0)]
+    ("shape", "axis"),
+    [
+        ((300, 40), 0),
+        ((20, 30, 40), (0, 1)),
+        ((3, 2, *[1] * 51), 0),
+        ((20, 30, 40), (0, 2)),
+        ((20, 30, 40), 1),
+        ((300, 40), None),
+    ],
 )
-def test_leading_axes_take_the_sum_of_products_bits(
+def test_numpy_sums_over_any_axes_in_one_einsum(
     dtype: str, shape: tuple[int, ...], axis: Any, order: str
 ) -> None:
-    """NumPy sums over leading axes in one ``einsum`` (no temporary of the
-    products) where that gives the bits of ``np.sum(d * d, axis)`` (C order),
-    and takes the sum itself for other layouts."""
+    """NumPy sums over axes that are not rows in memory (leading ones, middle
+    ones, any of a Fortran-ordered array) in one ``einsum``, which follows the
+    layout without a temporary of the products: over leading axes of
+    C-ordered arrays with the bits of ``np.sum(d * d, axis)``, and otherwise
+    within the error of a sum of as many terms; with directions too."""
     rng = np.random.default_rng(3)
     y, r, t = (np.asarray(rng.standard_normal(shape), dtype, order=order) for _ in range(3))
     L, Ld = l2_loss_jvp(y, r, t, axis=axis)
     d = y - r
-    np.testing.assert_array_equal(L, np.sum(d * d, axis=axis) * np.asarray(0.5, dtype))
-    np.testing.assert_array_equal(Ld, np.sum(d * t, axis=axis))
+    leading = axis in (0, (0, 1)) and order == "C" and len(shape) <= 52
+    if leading or len(shape) > 52:
+        np.testing.assert_array_equal(L, np.sum(d * d, axis=axis) * np.asarray(0.5, dtype))
+        np.testing.assert_array_equal(Ld, np.sum(d * t, axis=axis))
+    d64, t64 = d.astype(np.float64), t.astype(np.float64)
+    terms = d.size // np.size(L)
+    bound = (terms + 3) * eps(dtype)
+    np.testing.assert_allclose(L, 0.5 * np.sum(d64 * d64, axis=axis), rtol=bound)
+    scale = np.sum(np.abs(d64 * t64), axis=axis)
+    assert np.all(np.abs(Ld - np.sum(d64 * t64, axis=axis)) <= bound * scale)
+    np.testing.assert_array_equal(L, l2_loss(y, r, axis=axis))
     _, Ldk = l2_loss_jvp(y, r, np.stack([t, -t]), axis=axis, batched=True)
-    np.testing.assert_array_equal(Ldk, np.stack([Ld, -Ld]))
+    if axis is None:  # a full reduction in cache: one matrix-vector product for the directions
+        np.testing.assert_allclose(Ldk, np.stack([Ld, -Ld]), rtol=bound)
+    else:
+        np.testing.assert_array_equal(Ldk, np.stack([Ld, -Ld]))
 
 
 def test_torch_rows_summed_in_one_call_skip_blocks() -> None:

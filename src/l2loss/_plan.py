@@ -166,6 +166,17 @@ def _last_inner(
     return pieces
 
 
+def _general(traits: Traits, full: Dtypes, axes: tuple[int, ...], ndim: int) -> Inner:
+    """``Re sum_axes conj(a) b`` over any ``axes`` of arrays of ``ndim``
+    dimensions in any layout: the library's own (``Traits.over_axes``) for
+    real ones where it has one, else a sum of products."""
+    if traits.over_axes is not None and axes and not full.complex:
+        over = traits.over_axes(axes, ndim)
+        if over is not None:
+            return over
+    return _axes_inner(traits.xp, full, axes, traits.sum)
+
+
 def _view(xp: Any, a: Array, shape: tuple[int, ...]) -> Array:
     """``a`` as ``shape`` without a copy (raises where that is impossible)."""
     return a if a.shape == shape else xp.reshape(a, shape, copy=False)
@@ -520,7 +531,10 @@ def plan(
         tdot = _vector_dot(traits, full, True) if batch else dot
         if dot is not None and tdot is not None:
             if ndim > 1:
-                dot, tdot = _items(dot), _items(tdot)
+                # Arrays in another layout (transposed) are summed as they lie.
+                other = _general(traits, full, axes, ndim)
+                dot = _items(dot, (ops.contiguous, other))
+                tdot = _items(tdot, (ops.contiguous, other))
             half = ops.half(primal.out)
             if masked:
                 masking = library_masking(traits, primal.real_work)
@@ -581,15 +595,27 @@ def _fused(
     return grad
 
 
-def _items(dot: Inner) -> Inner:
+def _items(dot: Inner, otherwise: tuple[Callable[[Array], bool], Inner] | None = None) -> Inner:
     """``dot`` of arrays of any shape, as the vectors of their items in order
     (``b`` keeps a leading axis of directions that ``a`` does not have); a
-    view where the arrays are contiguous, as a fresh residual is."""
+    view where the arrays are contiguous, as a fresh residual is. Given
+    ``otherwise = (contiguous, other)``, arrays that are not (transposed ones,
+    which a vector of their items would copy) take ``other``, an inner
+    product over every axis."""
 
     def inner(a: Array, b: Array) -> Array:
         return dot(a.ravel(), b.reshape(b.shape[0], -1) if b.ndim > a.ndim else b.ravel())
 
-    return inner
+    if otherwise is None:
+        return inner
+    contiguous, other = otherwise
+
+    def checked(a: Array, b: Array) -> Array:
+        if contiguous(a) and contiguous(b):
+            return inner(a, b)
+        return other(a, b)
+
+    return checked
 
 
 def _halved(
@@ -633,13 +659,7 @@ def _evaluation(
     xp = traits.xp
     ndim, size = len(shape), math.prod(shape)
     kept = shape[: ndim - len(axes)]
-    general = _axes_inner(xp, full, axes, traits.sum)
-    if (
-        traits.leading is not None
-        and not full.complex
-        and axes == tuple(range(-ndim, len(axes) - ndim))
-    ):
-        general = traits.leading(len(axes), ndim)
+    general = _general(traits, full, axes, ndim)
     blocking = traits.blocking
     trailing = axes == tuple(range(-len(axes), 0))
     if blocking is None or not trailing or ndim == 0 or size == 0:

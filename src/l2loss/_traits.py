@@ -93,6 +93,7 @@ class Blocking:
 
 
 Subtract = Callable[[Any, Any, Any], Any]
+Inner = Callable[[Array, Array], Array]
 
 
 class VectorOps(NamedTuple):
@@ -110,11 +111,15 @@ class VectorOps(NamedTuple):
     half
         ``half(dtype)``: the constant 0.5 in the form ``mul`` takes fastest
         (a 0-d host tensor saves PyTorch converting a Python float per call).
+    contiguous
+        ``contiguous(a)``: whether ``a``'s items lie in C order, one after the
+        other, so that it is a vector without a copy.
     """
 
     dot: Callable[[Array, Array], Array]
     mul: Callable[[Array, Any], Array]
     half: Callable[[Any], Any]
+    contiguous: Callable[[Array], bool]
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +161,12 @@ class Traits:
         axis of directions or not) that beats the others on real rows of
         ``dtypes`` and ``length`` items, ``items`` in all per call, or None;
         the default is None.
-    leading
-        ``leading(count, ndim)``: ``sum a b`` over the first ``count`` of
-        ``ndim`` axes of real arrays (``b`` with a leading axis of directions
-        or not) in one call, without a temporary of the products, in the
-        order of the sum of products where it gives its bits; or None.
+    over_axes
+        ``over_axes(axes, ndim)``: ``sum a b`` over the reduced ``axes``
+        (negative) of real arrays of ``ndim`` dimensions (``b`` with a leading
+        axis of directions or not) in one call in any layout, without a
+        temporary of the products; or None (also as its result: the default,
+        a sum of products).
     rows_in_one
         ``rows_in_one(dtypes, length, items)``: whether ``rows`` sums real
         rows of ``dtypes`` and ``length`` items, ``items`` in all, in one call
@@ -245,7 +251,9 @@ class Traits:
     vdot: Callable[[Array, Array], Array] | None = None
     dot_float32: int | None = None
     rows: Callable[[Dtypes, int, int], Callable[[Array, Array], Array] | None] | None = None
-    leading: Callable[[int, int], Callable[[Array, Array], Array]] | None = None
+    over_axes: Callable[[tuple[int, ...], int], Callable[[Array, Array], Array] | None] | None = (
+        None
+    )
     rows_in_one: Callable[[Dtypes, int, int], bool] | None = None
     sum: Callable[[Array, tuple[int, ...]], Array] | None = None
     sum_products: bool = False
@@ -349,23 +357,18 @@ def _numpy_rows(dt: Dtypes, length: int, items: int) -> Callable[[Array, Array],
     return _einsum_rows if length <= longest and items >= _EINSUM_COUNT * length else None
 
 
-def _numpy_leading(count: int, ndim: int) -> Callable[[Array, Array], Array]:
-    """NumPy's sum over leading axes as one ``einsum``: for C-contiguous
-    arrays both add the products row after row, so the bits are those of
-    ``np.sum(a * b, axis)``, which serves other layouts (whose sum may be
-    pairwise where einsum's would not)."""
-    axes = tuple(range(-ndim, count - ndim))
-    # Subscripts as a string, which einsum parses faster than lists of axes;
-    # it has letters for 52 axes.
+def _numpy_over_axes(axes: tuple[int, ...], ndim: int) -> Callable[[Array, Array], Array] | None:
+    """NumPy's sum over ``axes`` as one ``einsum``, which follows the arrays'
+    layout (a sum of products over a transposed array would stride across
+    it); over leading axes of C-contiguous arrays it adds the products row
+    after row, the bits of ``np.sum(a * b, axes)``. None beyond the 52 axes
+    einsum has letters for."""
+    if ndim > len(string.ascii_letters):
+        return None
+    # Subscripts as a string, which einsum parses faster than lists of axes.
     s = string.ascii_letters[:ndim]
-    spec = f"...{s},...{s}->...{s[count:]}" if ndim <= len(string.ascii_letters) else None
-
-    def leading(a: Array, b: Array) -> Array:
-        if spec is not None and a.flags.c_contiguous and b.flags.c_contiguous:
-            return np.einsum(spec, a, b)
-        return np.sum(a * b, axis=axes)
-
-    return leading
+    kept = "".join(c for i, c in enumerate(s) if i - ndim not in axes)
+    return functools.partial(np.einsum, f"...{s},...{s}->...{kept}")
 
 
 # PyTorch's matrix product per row sums each row in order: longer rows keep
@@ -644,6 +647,10 @@ def _torch_vdot(torch: Any, forward_ad: Any, a: Array, b: Array) -> Array:
     return _torch_dot(torch, b.reshape(*b.shape[:-2], -1), a.reshape(-1))
 
 
+def _numpy_contiguous(a: Array) -> bool:
+    return bool(a.flags.c_contiguous)
+
+
 def _numpy_subtract(a: Array, b: Array, out: Array) -> Array:
     return np.subtract(a, b, out=out)
 
@@ -659,8 +666,8 @@ def _classify(xp: Any, sample: Array) -> Traits:
             dot_batches=True,
             vdot=_numpy_vdot,
             rows=_numpy_rows,
-            leading=_numpy_leading,
-            vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5),
+            over_axes=_numpy_over_axes,
+            vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5, _numpy_contiguous),
             subtract=_numpy_subtract,
             keep=_numpy_keep,
             quiet=_numpy_quiet,
@@ -687,7 +694,10 @@ def _classify(xp: Any, sample: Array) -> Traits:
         gpu = Traits(xp, "torch", _GPU, **common)
         # The sum is halved in place: it is new, and a new 0-d tensor costs more than the product.
         vector = VectorOps(
-            torch.dot, torch.Tensor.mul_, lambda dtype: torch.tensor(0.5, dtype=dtype)
+            torch.dot,
+            torch.Tensor.mul_,
+            lambda dtype: torch.tensor(0.5, dtype=dtype),
+            torch.Tensor.is_contiguous,
         )
         cpu: dict[str, Any] = {"host": host, "ready": ready, "recording": recording}
         cpu.update(vector=vector, accelerated=gpu)
