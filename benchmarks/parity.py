@@ -22,6 +22,10 @@ whole     ``l2_loss_jvp(y, y_ref, y_dot)``     ``d = ravel(d); d @ d / 2, d @ ra
 leading   ``..., axis=0``                      ``einsum('ij,ij->j', d, d) / 2, ...`` or
                                                ``(d * d).sum(0) / 2, ...``: the faster
 grad      ``l2_loss_grad(y, y_ref)``           ``d @ d / 2, d``
+trans-    ``..., y_dot)``, ``axis=-1`` too,    ``einsum('ij,ij->', d, d) / 2, ...`` or
+posed     on transposed (Fortran-order) views  ``sum(d * d) / 2, ...`` (rows as ``axis``)
+middle    ``..., axis=(0, 2)`` or ``axis=1``   ``einsum('ijk,ijk->j', d, d) / 2, ...`` or
+          of a 3-D array                       ``(d * d).sum((0, 2)) / 2, ...``
 ========  ===================================  =======================================
 
 Where a group has two candidate plain expressions, both are timed for a few
@@ -67,7 +71,18 @@ import l2loss
 
 BACKENDS = ("numpy", "torch")
 DTYPES = ("float64", "float32")
-GROUPS = ("1-D", "axis", "batched", "where", "weights", "whole", "leading", "grad")
+GROUPS = (
+    "1-D",
+    "axis",
+    "batched",
+    "where",
+    "weights",
+    "whole",
+    "leading",
+    "grad",
+    "transposed",
+    "middle",
+)
 
 SIZES = [10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000, 30_000_000]
 AXIS_SHAPES = [(32, 784), (100_000, 10), (1000, 1000), (256, 10_000), (16, 1_000_000)]
@@ -77,6 +92,11 @@ WHERE_N = [10_000, 1_000_000]
 WHOLE_SHAPES = [(32, 784), (1000, 1000)]
 LEADING_SHAPES = [(1000, 1000), (100_000, 10)]
 GRAD_N = [1_000, 100_000, 1_000_000, 10_000_000]
+# Inputs that are the transpose of C-ordered arrays (Fortran order), reduced
+# whole ("whole") and per row ("axis"); and axes in the middle of a 3-D array.
+TRANSPOSED_SHAPES = [(1000, 1000), (3000, 3000)]
+MIDDLE_SHAPES = [(100, 100, 100)]
+MIDDLE_AXES = {"axis=(0,2)": (0, 2), "axis=1": 1}
 QUICK_MAX = 1_000_000
 
 # Tiny sizes for --smoke: every group and code path, in seconds.
@@ -85,6 +105,7 @@ SMOKE_AXIS = [(4, 8)]
 SMOKE_BATCHED = ([2], [100])
 SMOKE_WHERE = [100]
 SMOKE_WHOLE, SMOKE_LEADING, SMOKE_GRAD = [(4, 8)], [(8, 4)], [100]
+SMOKE_TRANSPOSED, SMOKE_MIDDLE = [(4, 8)], [(3, 4, 5)]
 
 BUDGET, SMOKE_BUDGET = 0.05, 0.001
 ROUNDS, QUICK_ROUNDS, SMOKE_ROUNDS = 11, 5, 2
@@ -137,9 +158,11 @@ def grid(groups: list[str], *, quick: bool, smoke: bool) -> Iterator[Case]:
     """The cases of ``groups``, sizes limited by ``quick`` / ``smoke``."""
     sizes, axis, (ks, bn), where = SIZES, AXIS_SHAPES, (BATCHED_K, BATCHED_N), WHERE_N
     whole, leading, grad = WHOLE_SHAPES, LEADING_SHAPES, GRAD_N
+    transposed, middle = TRANSPOSED_SHAPES, MIDDLE_SHAPES
     if smoke:
         sizes, axis, (ks, bn), where = SMOKE_SIZES, SMOKE_AXIS, SMOKE_BATCHED, SMOKE_WHERE
         whole, leading, grad = SMOKE_WHOLE, SMOKE_LEADING, SMOKE_GRAD
+        transposed, middle = SMOKE_TRANSPOSED, SMOKE_MIDDLE
 
     def keep(items: int) -> bool:
         return not quick or items <= QUICK_MAX
@@ -161,6 +184,17 @@ def grid(groups: list[str], *, quick: bool, smoke: bool) -> Iterator[Case]:
             yield from (Case(group, "fast", s) for s in shapes if keep(math.prod(s)))
         elif group == "grad":
             yield from (Case(group, "fast", (n,)) for n in grad if keep(n))
+        elif group == "transposed":
+            yield from (
+                Case(group, p, s)
+                for s in transposed
+                if keep(math.prod(s))
+                for p in ("whole", "axis")
+            )
+        elif group == "middle":
+            yield from (
+                Case(group, p, s) for s in middle if keep(math.prod(s)) for p in MIDDLE_AXES
+            )
 
 
 def has_weights() -> bool:
@@ -194,7 +228,11 @@ def _data(shape: tuple[int, ...], dtype: str, k: int | None) -> dict[str, np.nda
 def _inputs(case: Case, backend: str, dtype: str) -> tuple[Any, dict[str, Any]]:
     """The backend's module (``np`` or ``torch``) and the case's arrays in it
     (PyTorch tensors share NumPy's memory: contiguous, CPU, eager)."""
-    data = _data(case.shape, dtype, case.k)
+    if case.group == "transposed":
+        # The transpose of C-ordered data: a view in Fortran order.
+        data = {name: a.T for name, a in _data(case.shape[::-1], dtype, case.k).items()}
+    else:
+        data = _data(case.shape, dtype, case.k)
     if backend == "numpy":
         return np, dict(data)
     import torch
@@ -256,6 +294,14 @@ def plain_candidates(case: Case, mod: Any, a: dict[str, Any]) -> dict[str, Fn]:
         }
     if case.group == "leading":
         return _rows_or_columns(mod, y, y_ref, t, "j", 0)
+    if case.group == "transposed" and case.path == "axis":
+        return _rows_or_columns(mod, y, y_ref, t, "i", -1)
+    if case.group == "transposed":
+        return _reduced(mod, y, y_ref, t, "ij,ij->", None)
+    if case.group == "middle":
+        axes = MIDDLE_AXES[case.path]
+        kept = "j" if axes == (0, 2) else "ik"
+        return _reduced(mod, y, y_ref, t, f"ijk,ijk->{kept}", axes)
     if case.group == "grad":
 
         def gradient() -> Any:
@@ -295,6 +341,30 @@ def _rows_or_columns(mod: Any, y: Any, y_ref: Any, t: Any, kept: str, axis: int)
     }
 
 
+def _reduced(mod: Any, y: Any, y_ref: Any, t: Any, spec: str, axis: Any) -> dict[str, Fn]:
+    """The two plain expressions of a reduction over ``axis`` (None: every
+    axis): an ``einsum`` by ``spec``, and a sum of products."""
+    name = "np" if mod is np else "torch"
+
+    def einsum() -> Any:
+        d = y - y_ref
+        return mod.einsum(spec, d, d) / 2, mod.einsum(spec, d, t)
+
+    def summed() -> Any:
+        d = y - y_ref
+        if axis is None:
+            return (d * d).sum() / 2, (d * t).sum()
+        return (d * d).sum(axis) / 2, (d * t).sum(axis)
+
+    where = "" if axis is None else str(axis)
+    return {
+        f"d = y - y_ref; {name}.einsum('{spec}', d, d) / 2, {name}.einsum('{spec}', d, y_dot)": (
+            einsum
+        ),
+        f"d = y - y_ref; (d * d).sum({where}) / 2, (d * y_dot).sum({where})": summed,
+    }
+
+
 def l2loss_call(case: Case, a: dict[str, Any]) -> Fn:
     """The l2loss call for ``case``."""
     jvp = l2loss.l2_loss_jvp
@@ -321,6 +391,12 @@ def l2loss_call(case: Case, a: dict[str, Any]) -> Fn:
         return lambda: jvp(y, y_ref, t, axis=0)
     if case.group == "grad":
         return lambda: l2loss.l2_loss_grad(y, y_ref)
+    if case.group == "transposed":
+        axis = -1 if case.path == "axis" else None
+        return lambda: jvp(y, y_ref, t, axis=axis)
+    if case.group == "middle":
+        axes = MIDDLE_AXES[case.path]
+        return lambda: jvp(y, y_ref, t, axis=axes)
     raise ValueError(case.group)
 
 

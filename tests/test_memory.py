@@ -141,7 +141,7 @@ def test_masked_call_in_cache_holds_three_temporaries(full: bool) -> None:
 
 @pytest.mark.parametrize(
     ("axis", "order"),
-    [(None, "F"), (None, "T"), ((0, 2), "C"), (1, "C"), (0, "F")],
+    [(None, "F"), (None, "T"), ((0, 2), "C"), (1, "C"), (0, "F"), (-1, "F"), (-1, "T")],
 )
 def test_reductions_in_any_layout_copy_nothing(axis: Any, order: str) -> None:
     """Fortran-ordered and transposed inputs, and axes that are not rows in

@@ -228,11 +228,23 @@ class _Layout(NamedTuple):
 class _Viewed:
     """An evaluation over views of the operands (``layout``); operands that
     cannot be viewed without a copy take the plain expression as they are,
-    with ``fallback``, an inner product over any axes. ``out``, where given,
-    is an array of ``y``'s shape and dtype into which the residual is written
-    (the library's ``subtract``): the gradient, at no extra pass."""
+    with ``fallback``, an inner product over any axes, and so does a ``y`` of
+    several dimensions that is not ``contiguous`` (where given: a transposed
+    array, whose views and blocks would stride across it). ``out``, where
+    given, is an array of ``y``'s shape and dtype into which the residual is
+    written (the library's ``subtract``): the gradient, at no extra pass."""
 
-    __slots__ = ("batch", "dt", "fallback", "inner", "layout", "reuse", "subtract", "xp")
+    __slots__ = (
+        "batch",
+        "contiguous",
+        "dt",
+        "fallback",
+        "inner",
+        "layout",
+        "reuse",
+        "subtract",
+        "xp",
+    )
 
     def __init__(
         self,
@@ -247,6 +259,7 @@ class _Viewed:
     ) -> None:
         self.xp, self.dt, self.inner, self.layout = xp, dt, inner, layout
         self.batch, self.fallback, self.subtract, self.reuse = batch, fallback, subtract, reuse
+        self.contiguous: Callable[[Array], bool] | None = None
 
     def __call__(
         self,
@@ -260,7 +273,10 @@ class _Viewed:
         out: Array = None,
     ) -> tuple[Array, Array]:
         o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
+        contiguous = self.contiguous
         try:
+            if contiguous is not None and y.ndim > 1 and not contiguous(y):
+                raise ValueError("not in C order")
             v = self.layout.operands(self.xp, o, self.batch)
             viewed = None if out is None else _view(self.xp, out, self.layout.shape)
         except (ValueError, AttributeError, RuntimeError):
@@ -515,6 +531,8 @@ def plan(
     whether a mask is given.
     """
     evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead, masked)
+    if isinstance(evaluate, _Viewed) and traits.vector is not None:
+        evaluate.contiguous = traits.vector.contiguous
     whole = not isinstance(evaluate, (Blocks, Pieces))
     recorded = whole and math.prod(shape) * _itemsize(traits.xp, primal) <= traits.records
     ops = traits.vector
@@ -601,21 +619,24 @@ def _items(dot: Inner, otherwise: tuple[Callable[[Array], bool], Inner] | None =
     view where the arrays are contiguous, as a fresh residual is. Given
     ``otherwise = (contiguous, other)``, arrays that are not (transposed ones,
     which a vector of their items would copy) take ``other``, an inner
-    product over every axis."""
+    product over every axis (:func:`_laid`)."""
 
     def inner(a: Array, b: Array) -> Array:
         return dot(a.ravel(), b.reshape(b.shape[0], -1) if b.ndim > a.ndim else b.ravel())
 
-    if otherwise is None:
-        return inner
-    contiguous, other = otherwise
+    return inner if otherwise is None else _laid(inner, *otherwise)
 
-    def checked(a: Array, b: Array) -> Array:
+
+def _laid(inner: Inner, contiguous: Callable[[Array], bool], other: Inner) -> Inner:
+    """``inner`` where both arrays are ``contiguous`` (C order), else
+    ``other``, the same inner product in the arrays' layout."""
+
+    def laid(a: Array, b: Array) -> Array:
         if contiguous(a) and contiguous(b):
             return inner(a, b)
         return other(a, b)
 
-    return checked
+    return laid
 
 
 def _halved(
@@ -697,6 +718,11 @@ def _evaluation(
             return Whole(xp, primal, _items(vector_dot), rows._replace(fold=False), batch, general)
         inner = _last_inner(traits, full, primal, False, batched, r, size)
         if axes == (-1,):  # rows already: summed as they are
+            ops = traits.vector
+            if ops is not None and traits.over_axes is not None and not full.complex:
+                # Rows that do not lie one after the other (transposed) take
+                # the library's sum in their layout.
+                inner = _laid(inner, ops.contiguous, general)
             return functools.partial(sums, xp, primal, inner)
         if traits.sum_products and not summed:
             # Products summed over several axes cost what they cost over rows, without the views.
