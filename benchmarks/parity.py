@@ -138,7 +138,8 @@ class Case:
             size = "x".join(_short(s) for s in self.shape)
         else:
             size = f"N={_short(self.items)}"
-        parts = [self.group, self.path if self.group == "1-D" else "", size]
+        path = self.path if self.group in ("1-D", "transposed", "middle") else ""
+        parts = [self.group, path, size]
         if self.k is not None:
             parts.append(f"K={self.k}")
         return " ".join(p for p in parts if p)

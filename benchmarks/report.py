@@ -176,8 +176,8 @@ def _group(c: dict[str, Any]) -> str:
             "whole": "a matrix reduced whole",
             "leading": "over leading axes (`axis=0`)",
             "grad": "`l2_loss_grad`",
-            "transposed": "transposed inputs",
-            "middle": "middle axes of a 3-D array",
+            "transposed": "transposed inputs, middle axes",
+            "middle": "transposed inputs, middle axes",
         }.get(c["group"], f"`{c['group']}=`")
     return "1-D, N <= 1e5" if c["items"] <= 100_000 else "1-D, N >= 1e6"
 
