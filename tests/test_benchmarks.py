@@ -179,9 +179,10 @@ def test_parity_json(results: dict[str, Any]) -> None:
         assert all(row["ratio_min"] <= r <= row["ratio_max"] for r in row["runs"])
         assert math.isfinite(row["overhead_us"])
         assert row["items"] == math.prod(row["shape"])
-        assert row["path"] in ("fast", "full")
+        paths = {"transposed": ("whole", "axis"), "middle": ("axis=(0,2)", "axis=1")}
+        assert row["path"] in paths.get(row["group"], ("fast", "full")), row
         assert (row["k"] is not None) == (row["group"] == "batched")
-    groups = {"1-D", "axis", "batched", "where", "whole", "leading", "grad"}
+    groups = {"1-D", "axis", "batched", "where", "whole", "leading", "grad", "transposed", "middle"}
     groups |= {"weights"} if HAS_WEIGHTS else set()
     backends = {"numpy", "torch"} if HAS_TORCH else {"numpy"}
     got = {(r["backend"], r["dtype"], r["group"]) for r in cases}

@@ -169,3 +169,24 @@ def test_reductions_in_any_layout_copy_nothing(axis: Any, order: str) -> None:
     L, Ld = l2loss.l2_loss_jvp(y, r, t, axis=axis)
     np.testing.assert_allclose(L, 0.5 * np.sum(d * d, axis=axis), rtol=1e-12)
     np.testing.assert_allclose(Ld, np.sum(d * t, axis=axis), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("axis", [None, -1, (1, 2)])
+def test_per_sample_weights_scale_sums(axis: Any) -> None:
+    """One weight per sample scales the sum of the sample's items: a call
+    makes the residual and nothing of its size more (weighting every item
+    would make another), and agrees with the weighted sum."""
+    rng = np.random.default_rng(2)
+    shape = (300, 40, 50)
+    y, r, t = (rng.standard_normal(shape) for _ in range(3))
+    w = rng.random(300)
+    for call in (
+        lambda: l2loss.l2_loss(y, r, axis=axis, weights=w),
+        lambda: l2loss.l2_loss_jvp(y, r, t, axis=axis, weights=w),
+    ):
+        peak = _peak(call)
+        assert peak < y.nbytes * 1.25, (peak, y.nbytes)
+    d, wb = y - r, w[:, None, None]
+    L, Ld = l2loss.l2_loss_jvp(y, r, t, axis=axis, weights=w)
+    np.testing.assert_allclose(L, 0.5 * np.sum(wb * d * d, axis=axis), rtol=1e-12)
+    np.testing.assert_allclose(Ld, np.sum(wb * d * t, axis=axis), rtol=1e-10, atol=1e-10)

@@ -24,7 +24,7 @@ from test_values import vjp_apply
 
 from l2loss import _parallel, _rule, l2_loss, l2_loss_grad, l2_loss_jvp
 from l2loss._api import Kind, _kind
-from l2loss._plan import Blocks, Pieces, Whole
+from l2loss._plan import Blocks, Pieces, Whole, _PerSample
 from l2loss._rule import sums
 from l2loss._traits import _NUMPY, Blocking, _matmul, override, traits_of
 
@@ -329,10 +329,13 @@ def test_the_plan_chooses() -> None:
     )
     grid = np.ones((5, 7))  # a small full reduction: the arrays viewed as one vector
     assert isinstance(_kind(grid, grid, None, None, None, None, None, False).evaluate, Whole)
-    # Per-sample weights coarser than the results (one per sample, results per
-    # sample and row): the plain expression.
+    # Per-sample weights (coarser than the results: one per sample, results per
+    # sample and row; or finer, folded) scale the unweighted sums of each sample.
     w = np.ones(4)
-    assert isinstance(_kind(cube, cube, None, None, None, w, -1, False).evaluate, functools.partial)
+    for axis in (-1, None, (1, 2)):
+        kind = _kind(cube, cube, None, None, None, w, axis, False)
+        assert isinstance(kind.evaluate, _PerSample), axis
+        assert kind.evaluate.fold == (1 if axis is None else 0), axis
     da = pytest.importorskip("dask.array")
     lazy = da.ones(_NUMPY.whole + 1)
     lazy_kind = _kind(lazy, lazy, None, None, None, None, None, False)

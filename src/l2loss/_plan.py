@@ -412,6 +412,38 @@ class Pieces(_Viewed):
         return sq, ip
 
 
+class _PerSample:
+    """``evaluate`` of each sample's sum without the weights, one per sample
+    (as the shape ``samples`` the sums take them), which then scale them, ``w
+    sum |d|^2`` for ``sum w |d|^2``, and the last ``fold`` axes of samples
+    summed."""
+
+    __slots__ = ("evaluate", "fold", "samples", "xp")
+
+    def __init__(self, xp: Any, evaluate: Evaluation, samples: tuple[int, ...], fold: int) -> None:
+        self.xp, self.evaluate, self.samples, self.fold = xp, evaluate, samples, fold
+
+    def __call__(
+        self,
+        y: Array,
+        y_ref: Array,
+        y_dot: Array,
+        y_ref_dot: Array,
+        mask: Array,
+        weights: Array,
+        masking: Masking | None,
+    ) -> tuple[Array, Array]:
+        sq, ip = self.evaluate(y, y_ref, y_dot, y_ref_dot, mask, None, masking)
+        if weights is not None:
+            w = self.xp.reshape(weights, self.samples)
+            sq, ip = w * sq, (None if ip is None else w * ip)
+        if self.fold:
+            axes = tuple(range(-self.fold, 0))
+            sq = self.xp.sum(sq, axis=axes)
+            ip = None if ip is None else self.xp.sum(ip, axis=axes)
+        return sq, ip
+
+
 def _sub(xp: Any, subtract: Subtract | None) -> Sub:
     """``sub`` for one call that loops over blocks: ``a - b`` written by the
     library's ``subtract`` into one buffer per thread, reused block after
@@ -530,17 +562,33 @@ def plan(
     leading axes of ``y`` the weights cover (-1: no weights), ``masked``
     whether a mask is given.
     """
-    evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead, masked)
+    ndim = len(shape)
+    # One weight per sample (per-sample weights of leading axes) scales the
+    # sum of the sample's items, rather than every item: N products and a
+    # temporary fewer; the weighted sums are then added over reduced samples.
+    trailing = axes == tuple(range(-len(axes), 0))
+    per_sample = 0 < lead < ndim and trailing and not masked and traits.blocking is not None
+    per_sample &= not (primal.complex or primal.mixed or primal.widen)
+    kept = ndim - len(axes)
+    if per_sample:
+        items = tuple(range(lead - ndim, 0)) if lead >= kept else axes
+        evaluate = _evaluation(traits, full, primal, shape, items, batch, -1, masked)
+    else:
+        evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead, masked)
     if isinstance(evaluate, _Viewed) and traits.vector is not None:
         evaluate.contiguous = traits.vector.contiguous
     whole = not isinstance(evaluate, (Blocks, Pieces))
     recorded = whole and math.prod(shape) * _itemsize(traits.xp, primal) <= traits.records
+    if per_sample:
+        # The weights as the sums' shape takes them: fewer axes than the
+        # results keep are size 1 along the others.
+        samples = (*shape[:lead], *[1] * (kept - lead))
+        evaluate = _PerSample(traits.xp, evaluate, samples, max(0, lead - kept))
     ops = traits.vector
     half, mul = (0.5, operator.mul) if ops is None else (ops.half(primal.real_work), ops.mul)
     halved = functools.partial(halve, traits.xp, primal, half=half, mul=mul)
     loss, jvp = (None, None) if masked else _halved(evaluate, halved)
     grad = None
-    ndim = len(shape)
     summed = whole and ndim >= 1 and len(axes) == ndim and lead in (-1, ndim)
     if ops is not None and summed and not (full.widen or full.mixed):
         # Complex vectors take the library's vdot; with directions, the
