@@ -665,24 +665,32 @@ def _items(dot: Inner, otherwise: tuple[Callable[[Array], bool], Inner] | None =
     """``dot`` of arrays of any shape, as the vectors of their items in order
     (``b`` keeps a leading axis of directions that ``a`` does not have); a
     view where the arrays are contiguous, as a fresh residual is. Given
-    ``otherwise = (contiguous, other)``, arrays that are not (transposed ones,
-    which a vector of their items would copy) take ``other``, an inner
-    product over every axis (:func:`_laid`)."""
+    ``otherwise = (contiguous, other)``, a residual ``a`` that is not (of a
+    transposed ``y``, which a vector of its items would copy) takes
+    ``other``, an inner product over every axis in the arrays' layout."""
 
     def inner(a: Array, b: Array) -> Array:
         return dot(a.ravel(), b.reshape(b.shape[0], -1) if b.ndim > a.ndim else b.ravel())
 
-    return inner if otherwise is None else _laid(inner, *otherwise)
+    if otherwise is None:
+        return inner
+    contiguous, other = otherwise
+
+    def laid(a: Array, b: Array) -> Array:
+        # a is the residual, in the layout of y: b in another one is copied.
+        if contiguous(a):
+            return dot(a.ravel(), b.reshape(b.shape[0], -1) if b.ndim > a.ndim else b.ravel())
+        return other(a, b)
+
+    return laid
 
 
 def _laid(inner: Inner, contiguous: Callable[[Array], bool], other: Inner) -> Inner:
-    """``inner`` where both arrays are ``contiguous`` (C order), else
-    ``other``, the same inner product in the arrays' layout."""
+    """``inner`` where the residual ``a`` is ``contiguous`` (C order, as ``y``
+    is), else ``other``, the same inner product in the arrays' layout."""
 
     def laid(a: Array, b: Array) -> Array:
-        if contiguous(a) and contiguous(b):
-            return inner(a, b)
-        return other(a, b)
+        return inner(a, b) if contiguous(a) else other(a, b)
 
     return laid
 

@@ -647,8 +647,8 @@ def _torch_vdot(torch: Any, forward_ad: Any, a: Array, b: Array) -> Array:
     return _torch_dot(torch, b.reshape(*b.shape[:-2], -1), a.reshape(-1))
 
 
-def _numpy_contiguous(a: Array) -> bool:
-    return bool(a.flags.c_contiguous)
+# Whether a NumPy array is C-contiguous, read in C: it is asked on every call.
+_C_ORDER = operator.attrgetter("flags.c_contiguous")
 
 
 def _numpy_subtract(a: Array, b: Array, out: Array) -> Array:
@@ -667,7 +667,7 @@ def _classify(xp: Any, sample: Array) -> Traits:
             vdot=_numpy_vdot,
             rows=_numpy_rows,
             over_axes=_numpy_over_axes,
-            vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5, _numpy_contiguous),
+            vector=VectorOps(np.dot, operator.mul, lambda dtype: 0.5, _C_ORDER),
             subtract=_numpy_subtract,
             keep=_numpy_keep,
             quiet=_numpy_quiet,
