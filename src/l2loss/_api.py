@@ -195,6 +195,14 @@ class Kind:
         reduced = {len(self.shape) + ax for ax in self.axes}
         return tuple(s for i, s in enumerate(self.shape) if i not in reduced)
 
+    @property
+    def spread(self) -> tuple[Any, ...]:
+        """The index that gives an array of L's shape size-1 axes where L was
+        reduced, by indexing with None (reshape and expand_dims need every
+        size, and Dask's may be unknown)."""
+        reduced = {len(self.shape) + ax for ax in self.axes}
+        return tuple(None if i in reduced else slice(None) for i in range(len(self.shape)))
+
 
 def _unzip(pairs: list[tuple[str, Array]]) -> tuple[tuple[str, ...], tuple[Array, ...]]:
     return tuple(n for n, _ in pairs), tuple(a for _, a in pairs)
@@ -388,10 +396,7 @@ def _cotangents(
     if not isinstance(L_bar, float):
         scale = L_bar if L_bar.dtype == dt.real_work else xp.astype(L_bar, dt.real_work)
         if L_bar.ndim:
-            # Size-1 axes where L was reduced, by indexing with None (reshape
-            # and expand_dims need every size, and Dask's may be unknown).
-            reduced = {len(k.shape) + ax for ax in k.axes}
-            scale = scale[tuple(None if i in reduced else slice(None) for i in range(len(k.shape)))]
+            scale = scale[k.spread]
     masking = masking_of(k, mask, y, dt.real_work)
     g, w = _prepared(k, y, y_ref, y_dot, y_ref_dot, mask, weights)
     d = _rule.cotangent(xp, dt, g, y_ref, mask, w, masking, scale)

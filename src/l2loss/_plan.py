@@ -274,14 +274,15 @@ class _Viewed:
     ) -> tuple[Array, Array]:
         o = Operands(y, y_ref, y_dot, y_ref_dot, mask, weights)
         contiguous = self.contiguous
-        try:
-            if contiguous is not None and y.ndim > 1 and not contiguous(y):
-                raise ValueError("not in C order")
-            v = self.layout.operands(self.xp, o, self.batch)
-            viewed = None if out is None else _view(self.xp, out, self.layout.shape)
-        except (ValueError, AttributeError, RuntimeError):
-            return sums(self.xp, self.dt, self.fallback, *o, masking, _into(self.subtract, out))
-        return self._over(v, masking, viewed)
+        if contiguous is None or y.ndim < 2 or contiguous(y):
+            try:
+                v = self.layout.operands(self.xp, o, self.batch)
+                viewed = None if out is None else _view(self.xp, out, self.layout.shape)
+            except (ValueError, AttributeError, RuntimeError):
+                pass
+            else:
+                return self._over(v, masking, viewed)
+        return sums(self.xp, self.dt, self.fallback, *o, masking, _into(self.subtract, out))
 
     def _over(self, v: Operands, masking: Masking | None, out: Array) -> tuple[Array, Array]:
         raise NotImplementedError
@@ -569,9 +570,9 @@ def plan(
     trailing = axes == tuple(range(-len(axes), 0))
     per_sample = 0 < lead < ndim and trailing and not masked and traits.blocking is not None
     per_sample &= not (primal.complex or primal.mixed or primal.widen)
-    kept = ndim - len(axes)
+    n_kept = ndim - len(axes)
     if per_sample:
-        items = tuple(range(lead - ndim, 0)) if lead >= kept else axes
+        items = tuple(range(lead - ndim, 0)) if lead >= n_kept else axes
         evaluate = _evaluation(traits, full, primal, shape, items, batch, -1, masked)
     else:
         evaluate = _evaluation(traits, full, primal, shape, axes, batch, lead, masked)
@@ -582,8 +583,8 @@ def plan(
     if per_sample:
         # The weights as the sums' shape takes them: fewer axes than the
         # results keep are size 1 along the others.
-        samples = (*shape[:lead], *[1] * (kept - lead))
-        evaluate = _PerSample(traits.xp, evaluate, samples, max(0, lead - kept))
+        samples = (*shape[:lead], *[1] * (n_kept - lead))
+        evaluate = _PerSample(traits.xp, evaluate, samples, max(0, lead - n_kept))
     ops = traits.vector
     half, mul = (0.5, operator.mul) if ops is None else (ops.half(primal.real_work), ops.mul)
     halved = functools.partial(halve, traits.xp, primal, half=half, mul=mul)

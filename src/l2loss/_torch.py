@@ -31,19 +31,12 @@ def _weights(k: Any, weights: Tensor) -> Tensor:
     return None if weights is None else _api._expanded(weights, len(k.shape))
 
 
-def _spread_index(k: Any) -> tuple[Any, ...]:
-    """The index that gives an array of L's shape (with a leading axis of
-    directions or not) size-1 axes where L was reduced."""
-    reduced = {len(k.shape) + ax for ax in k.axes}
-    return (..., *(None if i in reduced else slice(None) for i in range(len(k.shape))))
-
-
 def _broadcast(k: Any, L_bar: Any) -> Any:
     """``L_bar`` (of L's shape, with a leading axis of directions or not; or
     0-d; or a number) with size-1 axes where L was reduced."""
     if not isinstance(L_bar, torch.Tensor) or L_bar.ndim == 0:
         return L_bar
-    return L_bar[_spread_index(k)]
+    return L_bar[(..., *k.spread)]  # a leading axis of directions or not
 
 
 # Bound once: the training step's calls check them every time.
@@ -337,7 +330,7 @@ def _spread(k: Any) -> Any:
     full = k.full
     if full.complex or full.widen or full.mixed:
         return False
-    return _spread_index(k) if k.loss_shape else None
+    return (..., *k.spread) if k.loss_shape else None
 
 
 def _recorded(k: Any) -> bool:

@@ -251,9 +251,7 @@ class Traits:
     vdot: Callable[[Array, Array], Array] | None = None
     dot_float32: int | None = None
     rows: Callable[[Dtypes, int, int], Callable[[Array, Array], Array] | None] | None = None
-    over_axes: Callable[[tuple[int, ...], int], Callable[[Array, Array], Array] | None] | None = (
-        None
-    )
+    over_axes: Callable[[tuple[int, ...], int], Inner | None] | None = None
     rows_in_one: Callable[[Dtypes, int, int], bool] | None = None
     sum: Callable[[Array, tuple[int, ...]], Array] | None = None
     sum_products: bool = False
